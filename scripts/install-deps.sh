@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs every Debian package quiver needs to build, test and demo.
+# Idempotent: packages already present are skipped, so re-running is cheap.
+# Usage: scripts/install-deps.sh [build|test]   (test = build + tools the tests drive)
+set -euo pipefail
+mode=${1:-test}
+
+build_pkgs=(cmake g++ make pkg-config
+  libboost-program-options-dev libboost-serialization-dev
+  libhdf5-dev libssl-dev libtomlplusplus-dev libspdlog-dev nlohmann-json3-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  libopenmpi-dev openmpi-bin)
+test_pkgs=(hdf5-tools python3-h5py openssh-server openssh-client
+  clang-14 libclang-rt-14-dev procps psmisc)
+
+want=("${build_pkgs[@]}")
+[ "$mode" = test ] && want+=("${test_pkgs[@]}")
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#want[@]} packages present"
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "install-deps: done"

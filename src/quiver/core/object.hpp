@@ -1,0 +1,99 @@
+// User C++ types as Values, through Boost.Serialization. The blob is opaque to every cache
+// and server; only the client that knows the type decodes it.
+#pragma once
+
+#include <quiver/core/value.hpp>
+
+#include <boost/archive/binary_iarchive.hpp>
+#include <boost/archive/binary_oarchive.hpp>
+#include <boost/archive/text_iarchive.hpp>
+#include <boost/archive/text_oarchive.hpp>
+#include <boost/archive/xml_iarchive.hpp>
+#include <boost/archive/xml_oarchive.hpp>
+#include <boost/core/demangle.hpp>
+#include <boost/serialization/nvp.hpp>
+#include <sstream>
+#include <string>
+#include <typeinfo>
+
+namespace quiver {
+
+/// Archive kinds. binary is fastest but tied to the platform and Boost version; text and
+/// xml are portable across platforms.
+enum class Archive { binary, text, xml };
+
+inline std::string_view archive_name(Archive a) noexcept {
+  switch (a) {
+    case Archive::binary: return "binary";
+    case Archive::text: return "text";
+    case Archive::xml: return "xml";
+  }
+  return "binary";
+}
+
+/// The name a type is tagged with: the demangled C++ name unless one is given.
+template <class T>
+std::string object_type_name() {
+  return boost::core::demangle(typeid(T).name());
+}
+
+/// Serialises obj (which has serialize(Archive&, unsigned)) into an Object Value.
+template <class T>
+Value to_object(const T& obj, Archive kind = Archive::binary,
+                std::string type_name = object_type_name<T>()) {
+  std::ostringstream os(std::ios::binary);
+  {
+    switch (kind) {
+      case Archive::binary: {
+        boost::archive::binary_oarchive ar(os);
+        ar << obj;
+        break;
+      }
+      case Archive::text: {
+        boost::archive::text_oarchive ar(os);
+        ar << obj;
+        break;
+      }
+      case Archive::xml: {
+        boost::archive::xml_oarchive ar(os);
+        ar << boost::serialization::make_nvp("object", obj);
+        break;
+      }
+    }
+  }
+  return Value(Object{std::move(type_name), std::string(archive_name(kind)),
+                      Buffer::copy_of(std::move(os).str())});
+}
+
+/// Decodes an Object Value into T; throws TypeError when the value is not an object, the
+/// type name differs, or the archive cannot be read.
+template <class T>
+T from_object(const Value& value, std::string type_name = object_type_name<T>()) {
+  const Object& o = value.as_object();
+  if (o.type_name != type_name)
+    throw TypeError("object holds '" + o.type_name + "', not '" + type_name + "'",
+                    "quiver::from_object");
+  T obj{};
+  std::istringstream is(std::string(o.blob.view()), std::ios::binary);
+  try {
+    if (o.archive == "binary") {
+      boost::archive::binary_iarchive ar(is);
+      ar >> obj;
+    } else if (o.archive == "text") {
+      boost::archive::text_iarchive ar(is);
+      ar >> obj;
+    } else if (o.archive == "xml") {
+      boost::archive::xml_iarchive ar(is);
+      ar >> boost::serialization::make_nvp("object", obj);
+    } else {
+      throw TypeError("unknown archive kind '" + o.archive + "'", "quiver::from_object");
+    }
+  } catch (const boost::archive::archive_exception& e) {
+    throw TypeError(std::string("cannot decode '") + o.type_name + "' from " + o.archive +
+                        " archive: " + e.what(),
+                    "quiver::from_object");
+  }
+  return obj;
+}
+
+}  // namespace quiver

@@ -1,0 +1,164 @@
+#include "testing/testing.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <random>
+#include <stdexcept>
+
+extern char** environ;
+
+namespace quiver::testing {
+
+TempDir::TempDir(std::string_view tag) {
+  const char* base = std::getenv("TMPDIR");
+  std::string tmpl = std::string(base && *base ? base : "/tmp") + "/" + std::string(tag) + "-XXXXXX";
+  if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed: " + tmpl);
+  path_ = tmpl;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::permissions(path_, std::filesystem::perms::owner_all,
+                               std::filesystem::perm_options::add, ec);
+  std::filesystem::remove_all(path_, ec);
+}
+
+namespace {
+struct Pipe {
+  int fd[2] = {-1, -1};
+  Pipe() {
+    if (pipe2(fd, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
+  }
+  ~Pipe() {
+    for (int f : fd)
+      if (f >= 0) ::close(f);
+  }
+  void close(int i) {
+    if (fd[i] >= 0) ::close(fd[i]);
+    fd[i] = -1;
+  }
+};
+}  // namespace
+
+RunResult run(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+              const std::string& input) {
+  Pipe in, out, err;
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, in.fd[0], 0);
+  posix_spawn_file_actions_adddup2(&fa, out.fd[1], 1);
+  posix_spawn_file_actions_adddup2(&fa, err.fd[1], 2);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  std::vector<std::string> envs;
+  for (char** e = environ; *e; ++e) envs.emplace_back(*e);
+  for (const auto& e : env) {
+    auto key = e.substr(0, e.find('=') + 1);
+    std::erase_if(envs, [&](const std::string& x) { return x.rfind(key, 0) == 0; });
+    envs.push_back(e);
+  }
+  std::vector<char*> envp;
+  for (auto& e : envs) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  pid_t pid;
+  int rc = posix_spawnp(&pid, args[0], &fa, nullptr, args.data(), envp.data());
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) throw std::runtime_error("cannot start " + argv[0] + ": " + std::strerror(rc));
+  in.close(0);
+  out.close(1);
+  err.close(1);
+
+  RunResult r;
+  std::size_t written = 0;
+  if (input.empty()) in.close(1);
+  std::vector<pollfd> fds;
+  char buf[65536];
+  while (out.fd[0] >= 0 || err.fd[0] >= 0) {
+    fds.clear();
+    if (out.fd[0] >= 0) fds.push_back({out.fd[0], POLLIN, 0});
+    if (err.fd[0] >= 0) fds.push_back({err.fd[0], POLLIN, 0});
+    if (in.fd[1] >= 0) fds.push_back({in.fd[1], POLLOUT, 0});
+    if (poll(fds.data(), fds.size(), -1) < 0 && errno != EINTR) break;
+    for (const auto& p : fds) {
+      if (!p.revents) continue;
+      if (p.fd == in.fd[1]) {
+        auto n = ::write(p.fd, input.data() + written, input.size() - written);
+        if (n > 0) written += static_cast<std::size_t>(n);
+        if (n < 0 || written == input.size()) in.close(1);
+        continue;
+      }
+      auto n = ::read(p.fd, buf, sizeof buf);
+      if (n <= 0) {
+        (p.fd == out.fd[0] ? out : err).close(0);
+        continue;
+      }
+      (p.fd == out.fd[0] ? r.out : r.err).append(buf, static_cast<std::size_t>(n));
+    }
+  }
+  in.close(1);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
+}
+
+std::string cli_path() { return QUIVER_CLI; }
+
+RunResult run_cli(const std::vector<std::string>& args, const std::vector<std::string>& env,
+                  const std::string& input) {
+  std::vector<std::string> argv{cli_path()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run(argv, env, input);
+}
+
+Array ramp(std::uint64_t n, double seed) {
+  Array a(DType::float64, {n});
+  auto s = a.as_mutable<double>();
+  for (std::uint64_t i = 0; i < n; ++i) s[i] = static_cast<double>(i) * 0.5 + seed;
+  return a;
+}
+
+Value sample_value_of_every_kind() {
+  Value::Map m;
+  m["null"] = Value();
+  m["true"] = true;
+  m["false"] = false;
+  m["int"] = std::int64_t{-1234567890123};
+  m["float"] = 3.25;
+  m["string"] = "héllo, wörld";
+  m["empty_string"] = "";
+  m["bytes"] = Bytes{Buffer::copy_of(std::string_view("\x00\x01\xff binary", 10))};
+  m["f64"] = Array::from(std::vector<double>{1.5, -2.5, 3.0, 4.0, 5.0, 6.0}, {2, 3});
+  m["f32"] = Array::from(std::vector<float>{1.0f, 2.0f});
+  m["i8"] = Array::from(std::vector<std::int8_t>{-128, 0, 127});
+  m["i16"] = Array::from(std::vector<std::int16_t>{-32768, 32767});
+  m["i32"] = Array::from(std::vector<std::int32_t>{-5, 6});
+  m["i64"] = Array::from(std::vector<std::int64_t>{-9000000000000000000LL, 1});
+  m["u8"] = Array::from(std::vector<std::uint8_t>{0, 255});
+  m["u16"] = Array::from(std::vector<std::uint16_t>{65535});
+  m["u32"] = Array::from(std::vector<std::uint32_t>{4000000000u, 1, 2});
+  m["u64"] = Array::from(std::vector<std::uint64_t>{18000000000000000000ULL});
+  m["c64"] = Array::from(std::vector<std::complex<float>>{{1, 2}, {3, -4}});
+  m["c128"] = Array::from(std::vector<std::complex<double>>{{0.5, -0.25}});
+  m["scalar_array"] = Array::from(std::vector<double>{42.0}, Shape{});
+  m["empty_array"] = Array(DType::int32, Shape{0, 3});
+  m["rank3"] = Array::from(std::vector<std::int32_t>{1, 2, 3, 4, 5, 6, 7, 8}, {2, 2, 2});
+  m["list"] = Value::list({1, "two", 3.0, Value(), Value::list({})});
+  m["nested"] = Value::map({{"a", Value::map({{"b", Value::list({true})}})}});
+  m["key/with/slashes"] = "ok";
+  m["."] = "dot";
+  m["%percent"] = 1;
+  m["empty_map"] = Value::Map{};
+  m["object"] = Object{"demo::Point", "text", Buffer::copy_of(std::string_view("22 serialization::archive 19 1 2"))};
+  return Value(std::move(m));
+}
+
+}  // namespace quiver::testing
