@@ -1,6 +1,6 @@
 #include <quiver/core/log.hpp>
 
-#include <spdlog/sinks/stderr_sinks.h>
+#include <spdlog/sinks/stdout_sinks.h>
 
 #include <cstdlib>
 #include <mutex>

@@ -1,0 +1,188 @@
+#include <quiver/core/errors.hpp>
+#include <quiver/remote/process.hpp>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <thread>
+
+extern char** environ;
+
+namespace quiver {
+
+namespace {
+
+ExitStatus decode(int status) {
+  ExitStatus s;
+  if (WIFEXITED(status)) s.code = WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) s.signal = WTERMSIG(status);
+  return s;
+}
+
+struct PipePair {
+  Fd read, write;
+};
+
+PipePair make_pipe() {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0)
+    throw RemoteConnectionError(std::string("cannot create pipe: ") + strerror(errno),
+                                "quiver::Process");
+  return {Fd(fds[0]), Fd(fds[1])};
+}
+
+struct FileActions {
+  posix_spawn_file_actions_t fa;
+  FileActions() { posix_spawn_file_actions_init(&fa); }
+  ~FileActions() { posix_spawn_file_actions_destroy(&fa); }
+  FileActions(const FileActions&) = delete;
+  FileActions& operator=(const FileActions&) = delete;
+};
+
+}  // namespace
+
+std::string ExitStatus::describe() const {
+  if (signal) return "killed by signal " + std::to_string(signal) + " (" + strsignal(signal) + ")";
+  if (code >= 0) return "exit status " + std::to_string(code);
+  return "unknown status";
+}
+
+Process Process::spawn(const std::vector<std::string>& argv, const std::vector<std::string>& env) {
+  if (argv.empty()) throw InvalidArgument("empty command", "quiver::Process");
+  auto in = make_pipe(), out = make_pipe(), err = make_pipe();
+  FileActions fa;
+  posix_spawn_file_actions_adddup2(&fa.fa, in.read.get(), 0);
+  posix_spawn_file_actions_adddup2(&fa.fa, out.write.get(), 1);
+  posix_spawn_file_actions_adddup2(&fa.fa, err.write.get(), 2);
+
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  std::vector<std::string> envs;
+  for (char** e = environ; *e; ++e) envs.emplace_back(*e);
+  for (const auto& e : env) {
+    auto key = e.substr(0, e.find('=') + 1);
+    std::erase_if(envs, [&](const std::string& x) { return x.rfind(key, 0) == 0; });
+    envs.push_back(e);
+  }
+  std::vector<char*> envp;
+  for (auto& e : envs) envp.push_back(e.data());
+  envp.push_back(nullptr);
+
+  // Children must not inherit SIGPIPE/SIGINT dispositions we may have changed.
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t def;
+  sigemptyset(&def);
+  sigaddset(&def, SIGPIPE);
+  posix_spawnattr_setsigdefault(&attr, &def);
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+
+  pid_t pid = -1;
+  int rc = posix_spawnp(&pid, args[0], &fa.fa, &attr, args.data(), envp.data());
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0)
+    throw RemoteConnectionError("cannot start '" + argv[0] + "': " + strerror(rc),
+                                "quiver::Process");
+  Process p;
+  p.pid_ = pid;
+  p.in_ = std::move(in.write);
+  p.out_ = std::move(out.read);
+  p.err_ = std::move(err.read);
+  return p;
+}
+
+Process::Process(Process&& o) noexcept
+    : pid_(std::exchange(o.pid_, -1)), in_(std::move(o.in_)), out_(std::move(o.out_)),
+      err_(std::move(o.err_)), status_(std::move(o.status_)) {}
+
+Process& Process::operator=(Process&& o) noexcept {
+  if (this != &o) {
+    close();
+    pid_ = std::exchange(o.pid_, -1);
+    in_ = std::move(o.in_);
+    out_ = std::move(o.out_);
+    err_ = std::move(o.err_);
+    status_ = std::move(o.status_);
+  }
+  return *this;
+}
+
+Process::~Process() { close(); }
+
+std::optional<ExitStatus> Process::poll() {
+  if (status_ || pid_ <= 0) return status_;
+  int status = 0;
+  pid_t r;
+  do {
+    r = waitpid(pid_, &status, WNOHANG);
+  } while (r < 0 && errno == EINTR);
+  if (r == pid_) status_ = decode(status);
+  else if (r < 0) status_ = ExitStatus{};  // not our child any more (reaped elsewhere)
+  return status_;
+}
+
+std::optional<ExitStatus> Process::wait_for(std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto step = std::chrono::microseconds(200);
+  while (!poll()) {
+    if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+    std::this_thread::sleep_for(step);
+    step = std::min<std::chrono::microseconds>(step * 2, std::chrono::milliseconds(20));
+  }
+  return status_;
+}
+
+void Process::kill(int sig) noexcept {
+  if (pid_ > 0 && !poll()) ::kill(pid_, sig);
+}
+
+ExitStatus Process::close(std::chrono::milliseconds grace) {
+  if (pid_ <= 0) return status_.value_or(ExitStatus{});
+  in_.reset();
+  if (!wait_for(grace)) {
+    ::kill(pid_, SIGTERM);
+    if (!wait_for(grace)) {
+      ::kill(pid_, SIGKILL);
+      int status = 0;
+      while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+      }
+      status_ = decode(status);
+    }
+  }
+  out_.reset();
+  err_.reset();
+  return *status_;
+}
+
+std::string shell_quote(const std::string& s) {
+  if (!s.empty() &&
+      s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                          "@%+=:,./_-") == std::string::npos)
+    return s;
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'') out += "'\\''";
+    else out += c;
+  }
+  return out + "'";
+}
+
+std::string shell_join(const std::vector<std::string>& argv) {
+  std::string out;
+  for (const auto& a : argv) {
+    if (!out.empty()) out += ' ';
+    out += shell_quote(a);
+  }
+  return out;
+}
+
+}  // namespace quiver

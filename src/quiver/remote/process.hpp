@@ -1,0 +1,67 @@
+// Child processes with piped stdin/stdout/stderr, closed by RAII: close stdin, wait,
+// SIGTERM, SIGKILL, reap. No zombies, no leaked descriptors.
+#pragma once
+
+#include <quiver/core/fd.hpp>
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace quiver {
+
+/// How a process ended.
+struct ExitStatus {
+  int code = -1;   ///< exit code when it exited, else -1
+  int signal = 0;  ///< terminating signal, else 0
+  /// "exit status 255" or "killed by signal 9 (Killed)".
+  std::string describe() const;
+};
+
+class Process {
+ public:
+  /// Starts argv (argv[0] searched in PATH) with stdin, stdout and stderr connected to
+  /// pipes; env entries "K=V" are added to (or replace in) this process's environment.
+  /// Throws RemoteConnectionError when it cannot be started.
+  static Process spawn(const std::vector<std::string>& argv,
+                       const std::vector<std::string>& env = {});
+
+  Process() = default;
+  Process(Process&&) noexcept;
+  Process& operator=(Process&&) noexcept;
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+  /// Stops the process as close() does.
+  ~Process();
+
+  pid_t pid() const noexcept { return pid_; }
+  bool running() const noexcept { return pid_ > 0 && !status_; }
+  Fd& stdin_fd() noexcept { return in_; }
+  Fd& stdout_fd() noexcept { return out_; }
+  Fd& stderr_fd() noexcept { return err_; }
+
+  /// The exit status when the process has ended (reaps it), else nullopt. Never blocks.
+  std::optional<ExitStatus> poll();
+  /// Waits up to timeout for the process to end; nullopt if it is still running.
+  std::optional<ExitStatus> wait_for(std::chrono::milliseconds timeout);
+  /// Closes stdin, waits grace for a clean exit, then SIGTERM, waits grace, then SIGKILL,
+  /// and reaps. Returns how it ended. Idempotent.
+  ExitStatus close(std::chrono::milliseconds grace = std::chrono::milliseconds(2000));
+  /// Sends sig to the process (no-op once reaped).
+  void kill(int sig) noexcept;
+
+ private:
+  pid_t pid_ = -1;
+  Fd in_, out_, err_;
+  std::optional<ExitStatus> status_;
+};
+
+/// Quotes s for a POSIX shell (single quotes), leaving safe words unchanged.
+std::string shell_quote(const std::string& s);
+/// Joins argv into one shell command line, each word quoted.
+std::string shell_join(const std::vector<std::string>& argv);
+
+}  // namespace quiver
