@@ -54,7 +54,7 @@ nlohmann::json array_to_json(const Array& a, std::uint64_t max_elements) {
 }
 
 [[noreturn]] void bad(const std::string& path, const std::string& what) {
-  throw InvalidArgument(what, "JSON value at " + (path.empty() ? std::string("$") : path));
+  throw InvalidArgument(what, "JSON value at " + path);
 }
 
 template <class T>
@@ -116,6 +116,34 @@ Array array_from_json(const nlohmann::json& j, const std::string& path) {
   return a;
 }
 
+Value from_json_at(const nlohmann::json& j, const std::string& path);
+
+Buffer base64_at(std::string_view text, const std::string& path) {
+  try {
+    return base64_decode(text);
+  } catch (const InvalidArgument& e) {
+    bad(path, e.message());
+  }
+}
+
+// The members of a JSON object as a map, without interpreting '$' tags.
+Value map_from_json(const nlohmann::json& j, const std::string& path) {
+  Value::Map m;
+  for (const auto& [key, item] : j.items()) m.emplace(key, from_json_at(item, path + "." + key));
+  return Value(std::move(m));
+}
+
+Object object_from_json(const nlohmann::json& j, const std::string& path) {
+  if (!j.is_object() || !j.contains("type") || !j.contains("blob"))
+    bad(path, "$object needs type, archive and blob");
+  if (!j["type"].is_string()) bad(path + ".type", "type must be a string");
+  if (!j["blob"].is_string()) bad(path + ".blob", "blob must be a base64 string");
+  if (j.contains("archive") && !j["archive"].is_string())
+    bad(path + ".archive", "archive must be a string");
+  return Object{j["type"].get<std::string>(), j.value("archive", std::string("binary")),
+                base64_at(j["blob"].get<std::string>(), path + ".blob")};
+}
+
 Value from_json_at(const nlohmann::json& j, const std::string& path) {
   switch (j.type()) {
     case nlohmann::json::value_t::null: return Value();
@@ -142,21 +170,16 @@ Value from_json_at(const nlohmann::json& j, const std::string& path) {
         if (key == "$array") return Value(array_from_json(inner, path + ".$array"));
         if (key == "$bytes") {
           if (!inner.is_string()) bad(path, "$bytes needs a base64 string");
-          return Value(Bytes{base64_decode(inner.get<std::string>())});
+          return Value(Bytes{base64_at(inner.get<std::string>(), path + ".$bytes")});
         }
-        if (key == "$object") {
-          if (!inner.is_object() || !inner.contains("type") || !inner.contains("blob"))
-            bad(path, "$object needs type, archive and blob");
-          return Value(Object{inner["type"].get<std::string>(),
-                              inner.value("archive", std::string("binary")),
-                              base64_decode(inner["blob"].get<std::string>())});
+        if (key == "$object") return Value(object_from_json(inner, path + ".$object"));
+        if (key == "$map") {
+          if (!inner.is_object()) bad(path + ".$map", "$map needs a JSON object");
+          return map_from_json(inner, path + ".$map");
         }
-        if (key == "$map") return from_json_at(inner, path + ".$map");
         if (!key.empty() && key[0] == '$') bad(path, "unknown tag '" + key + "'");
       }
-      Value::Map m;
-      for (const auto& [key, item] : j.items()) m.emplace(key, from_json_at(item, path + "." + key));
-      return Value(std::move(m));
+      return map_from_json(j, path);
     }
     default: bad(path, "unsupported JSON type");
   }
@@ -194,7 +217,7 @@ nlohmann::json to_json(const Value& v, std::uint64_t max_array_elements) {
   return nullptr;
 }
 
-Value from_json(const nlohmann::json& j) { return from_json_at(j, ""); }
+Value from_json(const nlohmann::json& j) { return from_json_at(j, "$"); }
 
 Value parse_literal(std::string_view text) {
   auto j = nlohmann::json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
@@ -226,11 +249,19 @@ std::string base64_encode(std::span<const std::byte> bytes) {
 }
 
 Buffer base64_decode(std::string_view text) {
-  std::array<int, 256> rev;
-  rev.fill(-1);
-  for (int i = 0; i < 64; ++i) rev[static_cast<unsigned char>(kB64[i])] = i;
-  while (!text.empty() && text.back() == '=') text.remove_suffix(1);
-  if (text.size() % 4 == 1) throw InvalidArgument("malformed base64 (length)", "quiver::base64");
+  static const auto rev = [] {
+    std::array<int, 256> r;
+    r.fill(-1);
+    for (int i = 0; i < 64; ++i) r[static_cast<unsigned char>(kB64[i])] = i;
+    return r;
+  }();
+  std::size_t padding = 0;
+  while (!text.empty() && text.back() == '=') {
+    text.remove_suffix(1);
+    ++padding;
+  }
+  if (text.size() % 4 == 1 || padding > 2 || (padding && (text.size() + padding) % 4 != 0))
+    throw InvalidArgument("malformed base64 (length or padding)", "quiver::base64");
   Buffer out = Buffer::allocate(text.size() * 3 / 4);
   auto* p = out.mutable_data();
   unsigned acc = 0;
@@ -247,6 +278,8 @@ Buffer base64_decode(std::string_view text) {
       p[n++] = static_cast<std::byte>((acc >> bits) & 0xff);
     }
   }
+  if ((acc & ((1u << bits) - 1)) != 0)
+    throw InvalidArgument("malformed base64 (non-zero trailing bits)", "quiver::base64");
   return out.first(n);
 }
 

@@ -8,8 +8,9 @@ namespace quiver {
 
 bool is_secret_key(std::string_view key) noexcept {
   std::string lower(key);
-  std::transform(lower.begin(), lower.end(), lower.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) {
+    return c == '-' ? '_' : static_cast<char>(std::tolower(c));
+  });
   static constexpr std::array<std::string_view, 8> kWords{
       "secret", "password", "passwd", "token", "credential", "private_key", "api_key", "apikey"};
   return std::any_of(kWords.begin(), kWords.end(),

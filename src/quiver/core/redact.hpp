@@ -11,7 +11,7 @@ namespace quiver {
 inline constexpr std::string_view kRedacted = "***";
 
 /// True for keys that name secrets: containing secret, password, passwd, token,
-/// credential, private_key or api_key (case-insensitive).
+/// credential, private_key or api_key (case-insensitive; '-' counts as '_').
 bool is_secret_key(std::string_view key) noexcept;
 /// s with any URL password (scheme://user:PASSWORD@host) replaced.
 std::string redact_url(std::string_view s);

@@ -33,21 +33,33 @@ class Array {
   /// An array over existing bytes; throws InvalidArgument when sizes disagree.
   Array(DType dtype, Shape shape, Buffer data);
 
-  /// Copies values into a new array of the given shape (default: 1-D).
+  /// Copies values into a new 1-D array of values.size() elements.
   template <Element T>
-  static Array from(std::span<const T> values, Shape shape = {}) {
-    if (shape.empty() && values.size() != 1) shape = {values.size()};
-    return Array(dtype_of<T>(), std::move(shape),
-                 Buffer::copy_of(std::as_bytes(values)));
+  static Array from(std::span<const T> values) {
+    return from(values, Shape{values.size()});
+  }
+  /// Copies values into a new array of shape (Shape{} is rank 0, one element); throws
+  /// InvalidArgument when the shape does not hold values.size() elements.
+  template <Element T>
+  static Array from(std::span<const T> values, Shape shape) {
+    return Array(dtype_of<T>(), std::move(shape), Buffer::copy_of(std::as_bytes(values)));
   }
   template <Element T>
-  static Array from(const std::vector<T>& values, Shape shape = {}) {
+  static Array from(const std::vector<T>& values) {
+    return from(std::span<const T>(values));
+  }
+  template <Element T>
+  static Array from(const std::vector<T>& values, Shape shape) {
     return from(std::span<const T>(values), std::move(shape));
   }
-  /// Wraps values without copying; the caller keeps them alive and unchanged.
+  /// Wraps values without copying as a 1-D array; the caller keeps them alive and unchanged.
   template <Element T>
-  static Array view(std::span<const T> values, Shape shape = {}) {
-    if (shape.empty() && values.size() != 1) shape = {values.size()};
+  static Array view(std::span<const T> values) {
+    return view(values, Shape{values.size()});
+  }
+  /// Wraps values without copying, with shape (as for from()).
+  template <Element T>
+  static Array view(std::span<const T> values, Shape shape) {
     return Array(dtype_of<T>(), std::move(shape),
                  Buffer::borrow(values.data(), values.size_bytes()));
   }

@@ -15,6 +15,10 @@ class CacheStack : public Cache {
   /// Takes the layers, first (fastest) first; throws InvalidArgument when empty.
   explicit CacheStack(std::vector<std::unique_ptr<Cache>> layers);
 
+  // The convenience overloads of Cache stay visible beside the overrides.
+  using Cache::query;
+  using Cache::save;
+
   void save(const Entry& entry) override;
   std::optional<Entry> load(const Digest& digest) override;
   std::optional<Value> load_value(const Digest& digest) override;

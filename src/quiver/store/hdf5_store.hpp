@@ -4,19 +4,18 @@
 // Layout: docs/hdf5-layout.md.
 #pragma once
 
-#include <quiver/store/cache.hpp>
-
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <quiver/store/cache.hpp>
 
 namespace quiver {
 
 struct Hdf5StoreOptions {
   std::filesystem::path root;
-  bool fsync = true;               ///< fsync entry and directory before a save returns
-  int gzip = 0;                    ///< 0 = off, 1..9 = deflate level for array datasets
-  bool checksum = true;            ///< fletcher32 on datasets (catches corrupt data)
+  bool fsync = true;                     ///< fsync entry and directory before a save returns
+  int gzip = 0;                          ///< 0 = off, 1..9 = deflate level for array datasets
+  bool checksum = true;                  ///< fletcher32 on datasets (catches corrupt data)
   std::uint64_t chunk_bytes = 4u << 20;  ///< target chunk size of array datasets
 };
 
@@ -24,23 +23,26 @@ struct Hdf5StoreOptions {
 using Progress = std::function<void(std::uint64_t done, std::uint64_t total)>;
 
 struct FsckOptions {
-  bool repair = false;  ///< quarantine bad files and remove temp leftovers
+  bool repair = false;                    ///< quarantine bad files and remove temp leftovers
   std::chrono::seconds temp_grace{3600};  ///< temp files younger than this may be live writes
 };
 
 struct FsckReport {
   std::uint64_t entries = 0;  ///< files checked
   std::uint64_t ok = 0;
-  std::vector<std::string> corrupt;        ///< paths of corrupt or foreign files
-  std::vector<std::string> temp_leftovers; ///< paths of stale temporary files
-  std::uint64_t quarantined = 0;           ///< moved to <root>/quarantine (repair)
-  std::uint64_t removed_temps = 0;         ///< deleted (repair)
+  std::vector<std::string> corrupt;         ///< paths of corrupt or foreign files
+  std::vector<std::string> temp_leftovers;  ///< paths of stale temporary files
+  std::uint64_t quarantined = 0;            ///< moved to <root>/quarantine (repair)
+  std::uint64_t removed_temps = 0;          ///< deleted (repair)
   bool index_rebuilt = false;
   bool clean() const noexcept { return corrupt.empty() && temp_leftovers.empty(); }
 };
 
 class Hdf5Store : public Cache {
  public:
+  using Cache::query;
+  using Cache::save;
+
   /// Opens (creating when missing) the store at options.root; throws StoreError when the
   /// root cannot be created.
   explicit Hdf5Store(Hdf5StoreOptions options);

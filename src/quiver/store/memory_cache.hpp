@@ -12,6 +12,10 @@ class MemoryCache : public Cache {
  public:
   MemoryCache() = default;
 
+  // The convenience overloads of Cache stay visible beside the overrides.
+  using Cache::query;
+  using Cache::save;
+
   void save(const Entry& entry) override;
   std::optional<Entry> load(const Digest& digest) override;
   std::optional<Value> load_value(const Digest& digest) override;

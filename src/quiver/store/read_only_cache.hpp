@@ -11,6 +11,10 @@ class ReadOnlyCache : public Cache {
  public:
   explicit ReadOnlyCache(std::unique_ptr<Cache> inner);
 
+  // The convenience overloads of Cache stay visible beside the overrides.
+  using Cache::query;
+  using Cache::save;
+
   /// Throws Rejected.
   void save(const Entry& entry) override;
   std::optional<Entry> load(const Digest& digest) override;

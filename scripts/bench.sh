@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Builds quiver's benchmarks (Release) and runs them in a scratch directory on the same
+# file system as the build (or --dir), then prints one markdown table:
+#   benchmark | measured | floor | ratio | goal | met
+# Every floor is measured in the same run, in the same directory. Goals are reported, never
+# asserted: the exit status only says whether the benchmarks ran. See docs/performance.md.
+#
+# Usage: scripts/bench.sh [options]
+#   --dir DIR         where the benchmarks write (default: a scratch dir in the build dir)
+#   --build-dir DIR   build directory (default: $QUIVER_BENCH_BUILD_DIR or <repo>/build-bench)
+#   --bytes N         array size of store_io, K/M/G suffixes (default 1G)
+#   --entries N       entries of store_ops (default 100000)
+#   --reps N          repetitions of each store_io measurement (default 3)
+#   --cache MODE      store_io loads with the page cache warm, cold or both (default warm)
+#   --only NAME       run only store_io or store_ops
+#   --keep-store      keep store_ops' filled store in <build-dir>/bench-store and reuse it on
+#                     later runs with the same --entries (skips the setup; delete it by hand
+#                     after changing the entry format)
+#   --no-build        use the binaries already in the build directory
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build_dir=${QUIVER_BENCH_BUILD_DIR:-$repo/build-bench}
+work_parent=""
+bytes=1G
+entries=100000
+reps=3
+cache=warm
+only=""
+keep_store=0
+build=1
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+while [ $# -gt 0 ]; do
+  case $1 in
+    --dir) work_parent=$2; shift 2 ;;
+    --build-dir) build_dir=$2; shift 2 ;;
+    --bytes) bytes=$2; shift 2 ;;
+    --entries) entries=$2; shift 2 ;;
+    --reps) reps=$2; shift 2 ;;
+    --cache) cache=$2; shift 2 ;;
+    --only) only=$2; shift 2 ;;
+    --keep-store) keep_store=1; shift ;;
+    --no-build) build=0; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+case $only in ""|store_io|store_ops) ;; *) echo "bench.sh: --only takes store_io or store_ops" >&2; exit 2 ;; esac
+
+targets=()
+[ "$only" != store_ops ] && targets+=(bench_store_io)
+[ "$only" != store_io ] && targets+=(bench_store_ops)
+
+if [ $build = 1 ]; then
+  configure=(-DCMAKE_BUILD_TYPE=Release -DQUIVER_BUILD_BENCH=ON)
+  # A fresh directory builds only what the benchmarks need.
+  [ -f "$build_dir/CMakeCache.txt" ] || configure+=(-DQUIVER_BUILD_TESTS=OFF -DQUIVER_BUILD_DEMO=OFF)
+  echo "bench.sh: building ${targets[*]} (Release) in $build_dir" >&2
+  cmake -S "$repo" -B "$build_dir" "${configure[@]}" >/dev/null
+  cmake --build "$build_dir" -j "$(nproc)" --target "${targets[@]}" >&2
+fi
+build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$build_dir/CMakeCache.txt")
+[ "$build_type" = Release ] || echo "bench.sh: warning: $build_dir is a $build_type build" >&2
+
+# Scratch space on the same file system as the build (or under --dir). It is removed after
+# the table is printed: deleting 100,000 small files can take minutes on a busy disk.
+mkdir -p "${work_parent:-$build_dir}"
+work=$(mktemp -d "${work_parent:-$build_dir}/bench-run-XXXXXX")
+cleanup() {
+  echo "bench.sh: removing $work" >&2
+  rm -rf "$work"
+}
+trap cleanup EXIT
+ops_dir=$work
+if [ $keep_store = 1 ]; then
+  ops_dir=${work_parent:-$build_dir}/bench-store
+  mkdir -p "$ops_dir"
+fi
+
+rows=""
+status=0
+run() {
+  local name=$1 dir=$2 t0=$SECONDS out
+  shift 2
+  if out=$("$build_dir/bin/bench_$name" --dir "$dir" --no-header "$@"); then
+    rows+=$out$'\n'
+    echo "bench.sh: $name took $((SECONDS - t0)) s" >&2
+  else
+    echo "bench.sh: $name failed (exit $?)" >&2
+    status=1
+  fi
+}
+start=$SECONDS
+load_start=$(cut -d' ' -f1 /proc/loadavg)
+[ "$only" != store_ops ] && run store_io "$work" --bytes "$bytes" --reps "$reps" --cache "$cache"
+# --keep: the program leaves its store for the cleanup above (or for reuse).
+[ "$only" != store_io ] && run store_ops "$ops_dir" --entries "$entries" --keep
+
+mem_gib=$(awk '/^MemTotal:/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)
+fs_type=$(stat -f -c %T "$work")
+command -v findmnt >/dev/null && fs_type+=" (mounted as $(findmnt -no FSTYPE -T "$work"))"
+echo
+echo "quiver benchmarks, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(uname -sr), $(nproc) cores," \
+  "${mem_gib} GiB memory, file system $fs_type at $(dirname "$work")," \
+  "load average $load_start at start, $(cut -d' ' -f1 /proc/loadavg) at end, $((SECONDS - start)) s"
+echo
+echo "| benchmark | measured | floor | ratio | goal | met |"
+echo "|---|---|---|---|---|---|"
+printf '%s' "$rows"
+exit $status

@@ -1,0 +1,90 @@
+#include <algorithm>
+#include <array>
+#include <limits>
+#include <quiver/config/cache_factory.hpp>
+#include <quiver/core/errors.hpp>
+#include <quiver/store/cache_stack.hpp>
+#include <quiver/store/hdf5_store.hpp>
+#include <quiver/store/memory_cache.hpp>
+#include <quiver/store/read_only_cache.hpp>
+
+namespace quiver::config {
+
+namespace {
+
+// One function per cache type: it reads every key the type accepts (so that the others are
+// reported as unknown) and returns what builds the cache. A new type is one such function
+// and one line in kCacheTypes.
+
+CacheBuilder hdf5_cache(TableReader& t) {
+  Hdf5StoreOptions o;
+  o.root = t.required_path("path");
+  o.fsync = t.boolean("fsync").value_or(o.fsync);
+  o.gzip = static_cast<int>(t.integer("gzip", 0, 9).value_or(o.gzip));
+  o.checksum = t.boolean("checksum").value_or(o.checksum);
+  o.chunk_bytes = static_cast<std::uint64_t>(
+      t.integer("chunk_bytes", 1, std::numeric_limits<std::int64_t>::max())
+          .value_or(static_cast<std::int64_t>(o.chunk_bytes)));
+  return [o] { return std::make_unique<Hdf5Store>(o); };
+}
+
+CacheBuilder memory_cache(TableReader&) {
+  return [] { return std::make_unique<MemoryCache>(); };
+}
+
+struct CacheType {
+  std::string_view name;
+  CacheBuilder (*read)(TableReader&);
+};
+
+constexpr std::array kCacheTypes{
+    CacheType{"hdf5", hdf5_cache},
+    CacheType{"memory", memory_cache},
+};
+
+/// Reads one cache table: type, read_only and the type's own keys.
+CacheBuilder read_table(nlohmann::json& table, const std::string& label, const std::string& pointer,
+                        const Origin& origin) {
+  TableReader t(table, label, pointer, origin);
+  const auto type_name = t.required_string("type");
+  const auto* type = std::find_if(kCacheTypes.begin(), kCacheTypes.end(),
+                                  [&](const CacheType& c) { return c.name == type_name; });
+  if (type == kCacheTypes.end()) {
+    std::string known;
+    for (const auto& c : kCacheTypes) known += (known.empty() ? "" : ", ") + std::string(c.name);
+    t.fail("type", "unknown type '" + type_name + "' (known: " + known + ")");
+  }
+  const bool read_only = t.boolean("read_only").value_or(false);
+  auto build = type->read(t);
+  t.reject_unread_keys();
+  if (!read_only) return build;
+  return [build = std::move(build)] { return std::make_unique<ReadOnlyCache>(build()); };
+}
+
+}  // namespace
+
+CacheBuilder read_cache_config(nlohmann::json& tree, std::string_view name, const Origin& origin) {
+  if (tree.is_object()) return read_table(tree, table_label(name), "", origin);
+  if (!tree.is_array())
+    throw ConfigError(std::string(name) + ": expected a cache table [" + std::string(name) +
+                          "] or a stack [[" + std::string(name) + "]], got " + json_kind(tree),
+                      origin.where(""));
+  if (tree.empty())
+    throw ConfigError(table_label(name, 0) + ": a stack needs at least one layer",
+                      origin.where(""));
+  std::vector<CacheBuilder> layers;
+  for (std::size_t i = 0; i < tree.size(); ++i) {
+    const auto pointer = "/" + std::to_string(i);
+    if (!tree[i].is_object())
+      throw ConfigError(table_label(name, i) + ": expected a table, got " + json_kind(tree[i]),
+                        origin.where(pointer));
+    layers.push_back(read_table(tree[i], table_label(name, i), pointer, origin));
+  }
+  return [layers = std::move(layers)] {
+    std::vector<std::unique_ptr<Cache>> built;
+    for (const auto& layer : layers) built.push_back(layer());
+    return std::make_unique<CacheStack>(std::move(built));
+  };
+}
+
+}  // namespace quiver::config

@@ -1,0 +1,539 @@
+#include <quiver/core/errors.hpp>
+#include <quiver/core/log.hpp>
+#include <quiver/core/version.hpp>
+#include <quiver/remote/process.hpp>
+#include <quiver/remote/ssh_cache.hpp>
+#include <quiver/wire/protocol.hpp>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+namespace quiver {
+
+namespace {
+
+constexpr std::size_t kStderrLines = 50;
+constexpr auto kGrace = std::chrono::milliseconds(2000);
+using SteadyClock = std::chrono::steady_clock;
+
+std::string label_of(const SshCacheOptions& o) {
+  return o.transport == Transport::ssh ? "ssh " + o.host : "subprocess " + o.quiver;
+}
+
+std::string logger_name(const SshCacheOptions& o) {
+  std::string h = o.transport == Transport::ssh ? o.host : "subprocess";
+  for (char& c : h)
+    if (c == '.' || c == '@') c = '_';
+  return "quiver.remote.host." + h;
+}
+
+std::string seconds(std::chrono::milliseconds ms) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g s", static_cast<double>(ms.count()) / 1000.0);
+  return buf;
+}
+
+}  // namespace
+
+std::vector<std::string> remote_command(const SshCacheOptions& o) {
+  std::vector<std::string> server{o.quiver, "serve", "--stdio"};
+  if (!o.cache_name.empty()) server.insert(server.end(), {"--cache", o.cache_name});
+  if (!o.config.empty()) server.insert(server.end(), {"--config", o.config});
+  if (o.remote_read_only) server.push_back("--read-only");
+
+  const bool chain = !o.workdir.empty() || !o.setup_commands.empty() || o.login_shell;
+  std::string script;
+  if (chain) {
+    if (!o.workdir.empty()) script = "cd " + shell_quote(o.workdir) + " && ";
+    for (const auto& c : o.setup_commands) script += c + " && ";
+    script += "exec " + shell_join(server);
+  }
+  if (o.transport == Transport::subprocess) {
+    if (!chain) return server;
+    return {o.login_shell ? "bash" : "/bin/sh", o.login_shell ? "-lc" : "-c", script};
+  }
+  if (o.host.empty()) throw InvalidArgument("an ssh cache needs a host", "quiver::SshCache");
+  std::vector<std::string> argv{o.ssh};
+  argv.insert(argv.end(), o.ssh_options.begin(), o.ssh_options.end());
+  argv.insert(argv.end(), {"-T", "--", o.host});
+  if (!chain) argv.push_back(shell_join(server));
+  else argv.push_back(o.login_shell ? "bash -lc " + shell_quote(script) : script);
+  return argv;
+}
+
+// Counters and the stderr ring outlive connections: they belong to the SshCache.
+struct SshCache::State {
+  mutable std::mutex mutex;  // guards conn, closed
+  std::shared_ptr<Connection> conn;
+  bool closed = false;
+  std::exception_ptr start_failure;  // why the last connect failed, until reconnect()
+  std::atomic<std::uint64_t> connects{0}, requests{0}, max_in_flight{0};
+  mutable std::mutex ring_mutex;
+  std::deque<std::string> ring;
+};
+
+// One spawned process and the threads serving its stream.
+struct SshCache::Connection {
+  struct Slot {
+    std::deque<wire::Incoming> replies;
+    std::condition_variable cv;
+  };
+
+  Connection(const SshCacheOptions& o, State& s)
+      : options(o), state(s), label(label_of(o)), log(logger(logger_name(o))) {}
+
+  const SshCacheOptions& options;
+  State& state;
+  std::string label;
+  std::shared_ptr<spdlog::logger> log;
+
+  std::mutex proc_mutex;  // Process is not thread-safe
+  Process proc;
+  std::unique_ptr<wire::FrameReader> reader;
+  std::unique_ptr<wire::FrameWriter> writer;
+  std::thread reader_thread, writer_thread, stderr_thread;
+
+  std::mutex mutex;  // guards everything below
+  std::condition_variable writer_cv, stderr_cv, writer_done_cv;
+  std::deque<std::pair<std::uint64_t, wire::Message>> outbox;
+  std::unordered_map<std::uint64_t, std::shared_ptr<Slot>> pending;
+  std::uint64_t next_id = 1;
+  std::exception_ptr failure;
+  bool closing = false, stderr_eof = false, writer_done = false;
+  wire::HelloReply hello;
+  std::optional<nlohmann::json> info;
+
+  void start() {
+    auto argv = remote_command(options);
+    log->debug("starting {}", shell_join(argv));
+    proc = Process::spawn(argv, options.env);
+    state.connects++;
+    stderr_thread = std::thread([this] { drain_stderr(); });
+    reader = std::make_unique<wire::FrameReader>(proc.stdout_fd().get());
+    reader->set_deadline(SteadyClock::now() + options.connect_timeout);
+    wire::GreetingScan scan;
+    try {
+      scan = wire::receive_greeting(*reader);
+    } catch (const TimeoutError&) {
+      throw RemoteConnectionError("no greeting from the quiver server within " +
+                                      seconds(options.connect_timeout) + " (connect_timeout)" +
+                                      stderr_summary(),
+                                  label);
+    } catch (const ProtocolError& e) {
+      std::optional<ExitStatus> st;
+      {
+        std::lock_guard lk(proc_mutex);
+        st = proc.wait_for(std::chrono::milliseconds(1000));
+      }
+      if (!st) throw;  // a real protocol problem (e.g. another protocol version)
+      wait_stderr_eof();
+      throw RemoteConnectionError("the quiver server did not start: " + st->describe() +
+                                      stderr_summary() + " (" + e.message() + ")",
+                                  label);
+    }
+    if (!scan.noise.empty())
+      log->info("skipped {} bytes before the greeting: {}", scan.noise.size(),
+                scan.noise.substr(0, 2000));
+    if (scan.greeting.quiver_version != kVersion)
+      log->warn("remote runs quiver {}, this client {}", scan.greeting.quiver_version, kVersion);
+    reader->set_deadline(std::nullopt);
+    writer = std::make_unique<wire::FrameWriter>(proc.stdin_fd().get(), scan.greeting.limits);
+    writer_thread = std::thread([this] { write_loop(); });
+    reader_thread = std::thread([this] { read_loop(); });
+    wire::Hello h;
+    auto [id, slot] = submit(h);
+    hello = wire::expect_reply<wire::HelloReply>(
+        wait(id, *slot, SteadyClock::now() + options.connect_timeout, "hello"));
+    log->debug("connected: cache '{}', read_only={}", hello.cache_name, hello.read_only);
+  }
+
+  std::pair<std::uint64_t, std::shared_ptr<Slot>> submit(wire::Message m) {
+    std::lock_guard lk(mutex);
+    if (failure) std::rethrow_exception(failure);
+    auto id = next_id++;
+    auto slot = std::make_shared<Slot>();
+    pending.emplace(id, slot);
+    outbox.emplace_back(id, std::move(m));
+    state.requests++;
+    auto inflight = static_cast<std::uint64_t>(pending.size());
+    for (auto cur = state.max_in_flight.load(); inflight > cur &&
+                                                !state.max_in_flight.compare_exchange_weak(cur, inflight);) {
+    }
+    writer_cv.notify_one();
+    return {id, slot};
+  }
+
+  wire::Incoming wait(std::uint64_t id, Slot& slot, SteadyClock::time_point deadline,
+                      std::string_view what) {
+    std::unique_lock lk(mutex);
+    while (slot.replies.empty()) {
+      if (failure) std::rethrow_exception(failure);
+      if (slot.cv.wait_until(lk, deadline) == std::cv_status::timeout && slot.replies.empty() &&
+          !failure) {
+        pending.erase(id);
+        throw TimeoutError("no reply to " + std::string(what) + " (request " +
+                               std::to_string(id) + ") within the call deadline; the remote " +
+                               "may be hung, stopped or overloaded",
+                           label);
+      }
+    }
+    auto in = std::move(slot.replies.front());
+    slot.replies.pop_front();
+    return in;
+  }
+
+  /// Stops delivering replies for id (a caller gave up on it).
+  void abandon(std::uint64_t id) {
+    std::lock_guard lk(mutex);
+    pending.erase(id);
+  }
+
+  void deliver(wire::Incoming in) {
+    std::lock_guard lk(mutex);
+    auto it = pending.find(in.request_id);
+    if (it == pending.end()) {
+      log->debug("dropping reply {} to abandoned request {}", wire::message_type_name(in.type()),
+                 in.request_id);
+      return;
+    }
+    auto slot = it->second;
+    const auto* page = std::get_if<wire::QueryPage>(&in.message);
+    if (!page || page->last) pending.erase(it);
+    slot->replies.push_back(std::move(in));
+    slot->cv.notify_all();
+  }
+
+  void fail(std::exception_ptr e) {
+    std::lock_guard lk(mutex);
+    if (!failure) failure = e;
+    for (auto& [id, slot] : pending) slot->cv.notify_all();
+    pending.clear();
+    writer_cv.notify_all();
+  }
+
+  bool is_closing() {
+    std::lock_guard lk(mutex);
+    return closing;
+  }
+
+  std::exception_ptr death(const std::string& why) {
+    if (is_closing())
+      return std::make_exception_ptr(
+          RemoteConnectionError("connection closed; call reconnect() to open a new one", label));
+    std::optional<ExitStatus> st;
+    {
+      std::lock_guard lk(proc_mutex);
+      st = proc.wait_for(kGrace);
+    }
+    wait_stderr_eof();
+    std::string msg = "connection lost (" + why + "): " +
+                      (st ? "the process ended with " + st->describe()
+                          : std::string("the process is still running")) +
+                      stderr_summary() + "; call reconnect() to open a new connection";
+    log->error("{}", msg);
+    return std::make_exception_ptr(RemoteConnectionError(msg, label));
+  }
+
+  void read_loop() {
+    try {
+      while (auto in = wire::receive_message(*reader)) deliver(std::move(*in));
+      fail(death("the server closed the stream"));
+    } catch (const std::exception& e) {
+      fail(death(e.what()));
+    }
+  }
+
+  void write_loop() {
+    for (;;) {
+      std::unique_lock lk(mutex);
+      writer_cv.wait(lk, [&] { return !outbox.empty() || closing || failure; });
+      if (failure || outbox.empty()) break;
+      auto item = std::move(outbox.front());
+      outbox.pop_front();
+      lk.unlock();
+      try {
+        wire::send_message(*writer, item.first, item.second);
+      } catch (const InvalidArgument& e) {
+        // Too large for the peer's limits: nothing was sent; fail only this call.
+        std::lock_guard lk2(mutex);
+        if (auto it = pending.find(item.first); it != pending.end()) {
+          wire::ErrorReply err = wire::ErrorReply::from(e);
+          it->second->replies.push_back({item.first, err});
+          it->second->cv.notify_all();
+          pending.erase(it);
+        }
+      } catch (const std::exception& e) {
+        fail(death(e.what()));
+        break;
+      }
+    }
+    proc.stdin_fd().reset();  // end of input: the server exits cleanly
+    std::lock_guard lk(mutex);
+    writer_done = true;
+    writer_done_cv.notify_all();
+  }
+
+  void drain_stderr() {
+    std::string partial;
+    char buf[4096];
+    const int fd = proc.stderr_fd().get();
+    for (;;) {
+      auto n = ::read(fd, buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      partial.append(buf, static_cast<std::size_t>(n));
+      std::size_t nl;
+      while ((nl = partial.find('\n')) != std::string::npos) {
+        line(partial.substr(0, nl));
+        partial.erase(0, nl + 1);
+      }
+    }
+    if (!partial.empty()) line(partial);
+    std::lock_guard lk(mutex);
+    stderr_eof = true;
+    stderr_cv.notify_all();
+  }
+
+  void line(std::string l) {
+    if (!l.empty() && l.back() == '\r') l.pop_back();
+    log->info("{}", l);
+    std::lock_guard lk(state.ring_mutex);
+    state.ring.push_back(std::move(l));
+    while (state.ring.size() > kStderrLines) state.ring.pop_front();
+  }
+
+  void wait_stderr_eof() {
+    std::unique_lock lk(mutex);
+    stderr_cv.wait_for(lk, std::chrono::milliseconds(1000), [&] { return stderr_eof; });
+  }
+
+  std::string stderr_summary() {
+    std::lock_guard lk(state.ring_mutex);
+    if (state.ring.empty()) return "; it wrote nothing to stderr";
+    std::string s = "; its stderr ends with: ";
+    auto start = state.ring.size() > 10 ? state.ring.size() - 10 : 0;
+    for (auto i = start; i < state.ring.size(); ++i) {
+      if (i > start) s += " | ";
+      s += state.ring[i];
+    }
+    return s;
+  }
+
+  /// Ends the process and joins every thread. Safe after a failed start().
+  void shutdown() {
+    {
+      std::unique_lock lk(mutex);
+      closing = true;
+      writer_cv.notify_all();
+      if (writer_thread.joinable() &&
+          !writer_done_cv.wait_for(lk, kGrace, [&] { return writer_done; })) {
+        lk.unlock();
+        std::lock_guard plk(proc_mutex);
+        proc.kill(SIGKILL);  // the writer is stuck on a full pipe
+      }
+    }
+    if (writer_thread.joinable()) writer_thread.join();
+    {
+      std::lock_guard lk(proc_mutex);
+      auto st = proc.close(kGrace);
+      log->debug("server process ended: {}", st.describe());
+    }
+    if (reader_thread.joinable()) reader_thread.join();
+    if (stderr_thread.joinable()) stderr_thread.join();
+    fail(std::make_exception_ptr(
+        RemoteConnectionError("connection closed; call reconnect() to open a new one", label)));
+  }
+};
+
+SshCache::SshCache(SshCacheOptions options)
+    : options_(std::move(options)), state_(std::make_unique<State>()) {
+  remote_command(options_);  // validates the options now, not on first use
+}
+
+SshCache::~SshCache() { close(); }
+
+std::shared_ptr<SshCache::Connection> SshCache::connection() const {
+  std::lock_guard lk(state_->mutex);
+  if (!state_->conn) {
+    if (state_->start_failure) std::rethrow_exception(state_->start_failure);
+    if (state_->closed)
+      throw RemoteConnectionError("connection closed; call reconnect() to open a new one",
+                                  label_of(options_));
+    auto c = std::make_shared<Connection>(options_, *state_);
+    try {
+      c->start();
+    } catch (...) {
+      c->shutdown();
+      state_->start_failure = std::current_exception();  // not retried until reconnect()
+      throw;
+    }
+    state_->conn = std::move(c);
+  }
+  return state_->conn;
+}
+
+void SshCache::close() {
+  std::shared_ptr<Connection> c;
+  {
+    std::lock_guard lk(state_->mutex);
+    c = std::move(state_->conn);
+    state_->closed = true;
+  }
+  if (c) c->shutdown();
+}
+
+void SshCache::reconnect() {
+  close();
+  {
+    std::lock_guard lk(state_->mutex);
+    state_->closed = false;
+    state_->start_failure = nullptr;
+    std::lock_guard rlk(state_->ring_mutex);
+    state_->ring.clear();
+  }
+  connection();
+}
+
+template <class Reply, class Request>
+Reply SshCache::call(Request request) const {
+  auto c = connection();
+  auto [id, slot] = c->submit(std::move(request));
+  auto deadline = SteadyClock::now() + options_.call_timeout;
+  return wire::expect_reply<Reply>(
+      c->wait(id, *slot, deadline, wire::message_type_name(Request::type)));
+}
+
+bool SshCache::read_only() const {
+  if (options_.remote_read_only) return true;
+  return connection()->hello.read_only;
+}
+
+void SshCache::save(const Entry& entry) {
+  if (read_only())
+    throw Rejected("the remote cache is read-only: save refused", label_of(options_));
+  call<wire::SaveReply>(wire::SaveRequest{entry});
+}
+
+std::optional<Entry> SshCache::load(const Digest& digest) {
+  return call<wire::LoadReply>(wire::LoadRequest{digest}).entry;
+}
+
+std::optional<Value> SshCache::load_value(const Digest& digest) {
+  return call<wire::LoadValueReply>(wire::LoadValueRequest{digest}).value;
+}
+
+bool SshCache::contains(const Digest& digest) {
+  return call<wire::ContainsReply>(wire::ContainsRequest{digest}).found;
+}
+
+Digest SshCache::expand(std::string_view prefix) {
+  check_prefix(prefix, label_of(options_));
+  return call<wire::ExpandReply>(wire::ExpandRequest{std::string(prefix)}).digest;
+}
+
+std::string SshCache::shrink(const Digest& digest) {
+  return call<wire::ShrinkReply>(wire::ShrinkRequest{digest}).prefix;
+}
+
+void SshCache::query(const Query& q, const QuerySink& sink) {
+  auto c = connection();
+  auto [id, slot] = c->submit(wire::QueryRequest{q, 0});
+  for (;;) {
+    auto page = wire::expect_reply<wire::QueryPage>(
+        c->wait(id, *slot, SteadyClock::now() + options_.call_timeout, "query"));
+    for (const auto& s : page.summaries) {
+      if (!sink(s)) {
+        if (!page.last) c->abandon(id);
+        return;
+      }
+    }
+    if (page.last) return;
+  }
+}
+
+bool SshCache::evict(const Digest& digest) {
+  if (read_only())
+    throw Rejected("the remote cache is read-only: evict refused", label_of(options_));
+  return call<wire::EvictReply>(wire::EvictRequest{digest}).evicted;
+}
+
+nlohmann::json SshCache::config() const {
+  nlohmann::json j;
+  j["type"] = options_.transport == Transport::ssh ? "ssh" : "subprocess";
+  if (options_.transport == Transport::ssh) {
+    j["host"] = options_.host;
+    j["ssh"] = options_.ssh;
+    j["ssh_options"] = options_.ssh_options;
+  }
+  if (!options_.cache_name.empty()) j["cache_name"] = options_.cache_name;
+  if (!options_.config.empty()) j["config"] = options_.config;
+  j["quiver"] = options_.quiver;
+  if (!options_.setup_commands.empty()) j["setup_commands"] = options_.setup_commands;
+  if (!options_.workdir.empty()) j["workdir"] = options_.workdir;
+  if (options_.login_shell) j["login_shell"] = true;
+  if (options_.remote_read_only) j["remote_read_only"] = true;
+  j["connect_timeout"] = static_cast<double>(options_.connect_timeout.count()) / 1000.0;
+  j["call_timeout"] = static_cast<double>(options_.call_timeout.count()) / 1000.0;
+  return j;
+}
+
+nlohmann::json SshCache::info() {
+  auto c = connection();
+  {
+    std::lock_guard lk(c->mutex);
+    if (c->info) return *c->info;
+  }
+  auto reply = call<wire::InfoReply>(wire::InfoRequest{});
+  std::lock_guard lk(c->mutex);
+  c->info = reply.info;
+  return reply.info;
+}
+
+std::vector<bool> SshCache::contains_many(std::span<const Digest> digests) {
+  return call<wire::ContainsManyReply>(
+             wire::ContainsManyRequest{std::vector<Digest>(digests.begin(), digests.end())})
+      .found;
+}
+
+std::vector<std::optional<Entry>> SshCache::load_many(std::span<const Digest> digests) {
+  return call<wire::LoadManyReply>(
+             wire::LoadManyRequest{std::vector<Digest>(digests.begin(), digests.end())})
+      .entries;
+}
+
+void SshCache::save_many(std::span<const Entry> entries) {
+  if (read_only())
+    throw Rejected("the remote cache is read-only: save refused", label_of(options_));
+  call<wire::SaveManyReply>(
+      wire::SaveManyRequest{std::vector<Entry>(entries.begin(), entries.end())});
+}
+
+double SshCache::ping() {
+  auto t0 = SteadyClock::now();
+  call<wire::Pong>(wire::Ping{});
+  return std::chrono::duration<double>(SteadyClock::now() - t0).count();
+}
+
+SshCache::Stats SshCache::stats() const {
+  return {state_->connects.load(), state_->requests.load(), state_->max_in_flight.load()};
+}
+
+pid_t SshCache::pid() const {
+  std::lock_guard lk(state_->mutex);
+  return state_->conn ? state_->conn->proc.pid() : -1;
+}
+
+std::vector<std::string> SshCache::stderr_tail() const {
+  std::lock_guard lk(state_->ring_mutex);
+  return {state_->ring.begin(), state_->ring.end()};
+}
+
+}  // namespace quiver

@@ -1,0 +1,95 @@
+// SshCache: a cache served by `quiver serve --stdio` on another machine, reached over one
+// persistent ssh process (or, with Transport::subprocess, a local child process). Thread-
+// safe and pipelined: calls from many threads are in flight together on the one stream.
+#pragma once
+
+#include <quiver/store/cache.hpp>
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace quiver {
+
+enum class Transport { ssh, subprocess };
+
+struct SshCacheOptions {
+  Transport transport = Transport::ssh;
+  std::string host;        ///< ssh destination (host, user@host or an ssh_config alias)
+  std::string cache_name;  ///< served cache (--cache); empty: the remote's default
+  std::string config;      ///< remote config file (--config); empty: the remote's search
+  std::string quiver = "quiver";  ///< the remote executable
+  std::string ssh = "ssh";        ///< the ssh program
+  std::vector<std::string> ssh_options;     ///< extra ssh arguments, before the host
+  std::vector<std::string> setup_commands;  ///< shell commands run before the server
+  std::string workdir;                      ///< remote directory to cd into first
+  bool login_shell = false;                 ///< run the command chain under `bash -lc`
+  bool remote_read_only = false;            ///< start the server with --read-only
+  std::vector<std::string> env;             ///< extra "K=V" for the spawned process
+  std::chrono::milliseconds connect_timeout{30000};  ///< spawn to greeting and hello
+  std::chrono::milliseconds call_timeout{300000};    ///< each call, request to reply
+};
+
+/// The argv that starts the server for options (ssh ... host -- 'cd ... && exec quiver
+/// serve --stdio ...', or the local command for Transport::subprocess).
+std::vector<std::string> remote_command(const SshCacheOptions& options);
+
+class SshCache : public Cache {
+ public:
+  /// Does not connect: the process is spawned on first use.
+  explicit SshCache(SshCacheOptions options);
+  /// Closes: stdin closed, wait, TERM, KILL, reap; threads joined.
+  ~SshCache() override;
+
+  void save(const Entry& entry) override;
+  std::optional<Entry> load(const Digest& digest) override;
+  std::optional<Value> load_value(const Digest& digest) override;
+  bool contains(const Digest& digest) override;
+  Digest expand(std::string_view prefix) override;
+  std::string shrink(const Digest& digest) override;
+  void query(const Query& q, const QuerySink& sink) override;
+  bool evict(const Digest& digest) override;
+  nlohmann::json config() const override;
+  /// The remote's view (fetched once per connection): its cache config (redacted), name,
+  /// read_only, versions, cwd, hostname, pid, executable.
+  nlohmann::json info() override;
+  /// The remote's read-only flag (connects to learn it); true also with remote_read_only.
+  bool read_only() const override;
+  std::vector<bool> contains_many(std::span<const Digest> digests) override;
+  std::vector<std::optional<Entry>> load_many(std::span<const Digest> digests) override;
+  void save_many(std::span<const Entry> entries) override;
+
+  /// One ping round trip; returns its duration in seconds.
+  double ping();
+  /// Closes the current connection (if any) and opens a new one. Never done implicitly.
+  void reconnect();
+  /// Closes the connection; the next call reconnects only through reconnect().
+  void close();
+
+  struct Stats {
+    std::uint64_t connects = 0;       ///< processes spawned
+    std::uint64_t requests = 0;       ///< requests sent (round trips), hello included
+    std::uint64_t max_in_flight = 0;  ///< most requests awaiting replies at once
+  };
+  Stats stats() const;
+  /// The pid of the spawned process (ssh or the local server), -1 when not connected.
+  pid_t pid() const;
+  /// The last lines (at most 50) the process wrote to stderr.
+  std::vector<std::string> stderr_tail() const;
+  const SshCacheOptions& options() const noexcept { return options_; }
+
+ private:
+  struct Connection;
+  std::shared_ptr<Connection> connection() const;
+  template <class Reply, class Request>
+  Reply call(Request request) const;
+
+  SshCacheOptions options_;
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace quiver

@@ -1,0 +1,77 @@
+#include <quiver/core/errors.hpp>
+#include <quiver/core/redact.hpp>
+#include <quiver/store/read_only_cache.hpp>
+
+namespace quiver {
+
+namespace {
+constexpr std::string_view kWhere = "read-only cache";
+
+/// config with read_only set on the table, or on every layer of a stack.
+nlohmann::json mark_read_only(nlohmann::json config) {
+  if (config.is_array()) {
+    for (auto& layer : config) layer = mark_read_only(std::move(layer));
+  } else if (config.is_object()) {
+    config["read_only"] = true;
+  }
+  return config;
+}
+}  // namespace
+
+ReadOnlyCache::ReadOnlyCache(std::unique_ptr<Cache> inner) : inner_(std::move(inner)) {
+  if (!inner_) throw InvalidArgument("no cache to wrap", std::string(kWhere));
+}
+
+void ReadOnlyCache::save(const Entry&) {
+  throw Rejected("cache is read-only: save refused", std::string(kWhere));
+}
+
+std::optional<Entry> ReadOnlyCache::load(const Digest& digest) {
+  return inner_->load(digest);
+}
+
+std::optional<Value> ReadOnlyCache::load_value(const Digest& digest) {
+  return inner_->load_value(digest);
+}
+
+bool ReadOnlyCache::contains(const Digest& digest) {
+  return inner_->contains(digest);
+}
+
+Digest ReadOnlyCache::expand(std::string_view prefix) {
+  return inner_->expand(prefix);
+}
+
+std::string ReadOnlyCache::shrink(const Digest& digest) {
+  return inner_->shrink(digest);
+}
+
+void ReadOnlyCache::query(const Query& q, const QuerySink& sink) {
+  inner_->query(q, sink);
+}
+
+bool ReadOnlyCache::evict(const Digest&) {
+  throw Rejected("cache is read-only: evict refused", std::string(kWhere));
+}
+
+nlohmann::json ReadOnlyCache::config() const {
+  return mark_read_only(inner_->config());
+}
+
+nlohmann::json ReadOnlyCache::info() {
+  auto info = inner_->info();
+  if (!info.is_object()) return info;
+  info["read_only"] = true;
+  if (info.contains("config")) info["config"] = redact(config());
+  return info;
+}
+
+std::vector<bool> ReadOnlyCache::contains_many(std::span<const Digest> digests) {
+  return inner_->contains_many(digests);
+}
+
+std::vector<std::optional<Entry>> ReadOnlyCache::load_many(std::span<const Digest> digests) {
+  return inner_->load_many(digests);
+}
+
+}  // namespace quiver
