@@ -2,6 +2,7 @@
 #include <charconv>
 #include <cstdlib>
 #include <memory>
+#include <quiver/store/h5_chunks.hpp>
 #include <quiver/store/h5_value.hpp>
 
 namespace quiver::h5 {
@@ -388,7 +389,7 @@ Handle ValueWriter::array(hid_t parent, const std::string& name, DType dtype, co
   Handle ds = own(
       H5Dcreate2(parent, name.c_str(), type.id(), space.id(), links_.id(), dcpl->id(), H5P_DEFAULT),
       "H5Dcreate2(" + name + ")", site_);
-  if (nbytes > 0) {
+  if (nbytes > 0 && !write_checksummed_chunks(ds.id(), shape, esize, data, site_)) {
     by_slabs(ds.id(), shape, esize, site_, [&](hid_t mem, hid_t file, std::uint64_t offset) {
       check(H5Dwrite(ds.id(), type.id(), mem, file, H5P_DEFAULT, data + offset),
             "H5Dwrite(" + name + ")", site_);
@@ -555,6 +556,9 @@ Array ValueReader::read_array(hid_t ds, hid_t type, const std::string& path) {
                    ? own(H5Tget_native_type(type, H5T_DIR_ASCEND), "H5Tget_native_type", site_)
                    : le_type(*dtype, site_);
   std::byte* data = a.buffer().mutable_data();
+  if (check(H5Tequal(type, mem.id()), "H5Tequal", site_) > 0 &&
+      read_checksummed_chunks(ds, shape, dtype_size(*dtype), data, site_))
+    return a;
   by_slabs(ds, shape, dtype_size(*dtype), site_,
            [&](hid_t mem_space, hid_t file_space, std::uint64_t offset) {
              check(H5Dread(ds, mem.id(), mem_space, file_space, H5P_DEFAULT, data + offset),

@@ -1,0 +1,164 @@
+#include <algorithm>
+#include <cstring>
+#include <optional>
+#include <quiver/store/h5_chunks.hpp>
+#include <string>
+#include <vector>
+
+namespace quiver::h5 {
+
+namespace {
+
+constexpr std::size_t kChecksumBytes = 4;
+
+// The layout the direct path handles: chunks of whole rows, fletcher32 as the only filter.
+struct RowChunks {
+  std::vector<hsize_t> dims;  // chunk dimensions (dims[0] rows, the rest the full extents)
+  std::uint64_t chunk_bytes;  // bytes of one (unfiltered, padded) chunk
+  std::uint64_t count;        // chunks along the outermost dimension
+};
+
+std::optional<RowChunks> row_chunks(hid_t ds, const Shape& shape, std::size_t esize,
+                                    const Site& site) {
+  if (shape.empty() || shape_elements(shape) == 0) return std::nullopt;
+  Handle dcpl = own(H5Dget_create_plist(ds), "H5Dget_create_plist", site);
+  if (H5Pget_layout(dcpl.id()) != H5D_CHUNKED) return std::nullopt;
+  RowChunks c{std::vector<hsize_t>(shape.size()), 0, 0};
+  if (H5Pget_chunk(dcpl.id(), static_cast<int>(c.dims.size()), c.dims.data()) !=
+      static_cast<int>(shape.size()))
+    return std::nullopt;
+  for (std::size_t i = 1; i < shape.size(); ++i)
+    if (c.dims[i] != shape[i]) return std::nullopt;
+  if (check(H5Pget_nfilters(dcpl.id()), "H5Pget_nfilters", site) != 1) return std::nullopt;
+  unsigned flags = 0;
+  std::size_t nvalues = 0;
+  unsigned config = 0;
+  if (H5Pget_filter2(dcpl.id(), 0, &flags, &nvalues, nullptr, 0, nullptr, &config) !=
+      H5Z_FILTER_FLETCHER32)
+    return std::nullopt;
+  c.chunk_bytes = shape_elements(Shape(c.dims.begin(), c.dims.end())) * esize;
+  c.count = (shape[0] + c.dims[0] - 1) / c.dims[0];
+  return c;
+}
+
+void put_le32(std::byte* p, std::uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<std::byte>(v >> (8 * i));
+}
+
+std::uint32_t get_le32(const std::byte* p) {
+  std::uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v |= std::uint32_t{std::to_integer<std::uint8_t>(p[i])} << (8 * i);
+  return v;
+}
+
+// HDF5 also accepts the checksum of files written by versions that swapped its byte pairs.
+bool checksum_matches(std::span<const std::byte> chunk, std::uint32_t stored) {
+  std::uint32_t sum = fletcher32(chunk);
+  std::uint32_t swapped = ((sum & 0x00ff00ffu) << 8) | ((sum >> 8) & 0x00ff00ffu);
+  return stored == sum || stored == swapped;
+}
+
+}  // namespace
+
+std::uint32_t fletcher32(std::span<const std::byte> data) noexcept {
+  // Per block of n words w_i (from sums s1, s2): s1 += sum w_i, s2 += n*s1 + sum (n-i)*w_i.
+  // Both block sums fit in 32 bits for n = 256, and the loop vectorises. HDF5 reduces modulo
+  // 65535 with end-around carries, which never turns a non-zero sum into 0: its result is
+  // the sum mod 65535, written 0xffff rather than 0 unless every word is zero.
+  constexpr std::size_t kBlock = 256;
+  const auto* p = reinterpret_cast<const unsigned char*>(data.data());
+  std::size_t words = data.size() / 2;
+  std::uint64_t s1 = 0, s2 = 0;
+  std::uint32_t any = 0;
+  for (; words >= kBlock; words -= kBlock, p += 2 * kBlock) {
+    std::uint32_t a = 0, b = 0;
+    for (std::uint32_t i = 0; i < kBlock; ++i) {
+      std::uint32_t w = (std::uint32_t{p[2 * i]} << 8) | p[2 * i + 1];
+      a += w;
+      b += (static_cast<std::uint32_t>(kBlock) - i) * w;
+    }
+    s2 = (s2 + kBlock * s1 + b) % 65535;
+    s1 = (s1 + a) % 65535;
+    any |= a;
+  }
+  for (; words > 0; --words, p += 2) {
+    std::uint32_t w = (std::uint32_t{p[0]} << 8) | p[1];
+    s1 += w;
+    s2 += s1;
+    any |= w;
+  }
+  if (data.size() % 2) {
+    std::uint32_t w = std::uint32_t{p[0]} << 8;
+    s1 += w;
+    s2 += s1;
+    any |= w;
+  }
+  if (any == 0) return 0;
+  s1 %= 65535;
+  s2 %= 65535;
+  if (s1 == 0) s1 = 65535;
+  if (s2 == 0) s2 = 65535;
+  return static_cast<std::uint32_t>((s2 << 16) | s1);
+}
+
+bool write_checksummed_chunks(hid_t ds, const Shape& shape, std::size_t esize,
+                              const std::byte* data, const Site& site) {
+  auto layout = row_chunks(ds, shape, esize, site);
+  if (!layout) return false;
+  const std::uint64_t total = shape_elements(shape) * esize;
+  std::vector<std::byte> chunk(layout->chunk_bytes + kChecksumBytes);
+  std::vector<hsize_t> offset(shape.size(), 0);
+  for (std::uint64_t k = 0; k < layout->count; ++k) {
+    const std::uint64_t start = k * layout->chunk_bytes;
+    const std::uint64_t n = std::min(layout->chunk_bytes, total - start);
+    std::memcpy(chunk.data(), data + start, n);
+    // The last chunk is stored whole; HDF5 pads it with the fill value (zero).
+    std::fill(chunk.begin() + static_cast<std::ptrdiff_t>(n),
+              chunk.begin() + static_cast<std::ptrdiff_t>(layout->chunk_bytes), std::byte{0});
+    put_le32(chunk.data() + layout->chunk_bytes,
+             fletcher32(std::span(chunk.data(), layout->chunk_bytes)));
+    offset[0] = k * layout->dims[0];
+    check(H5Dwrite_chunk(ds, H5P_DEFAULT, 0, offset.data(), chunk.size(), chunk.data()),
+          "H5Dwrite_chunk", site);
+  }
+  return true;
+}
+
+bool read_checksummed_chunks(hid_t ds, const Shape& shape, std::size_t esize, std::byte* data,
+                             const Site& site) {
+  auto layout = row_chunks(ds, shape, esize, site);
+  if (!layout) return false;
+  const std::uint64_t total = shape_elements(shape) * esize;
+  const std::uint64_t stored_bytes = layout->chunk_bytes + kChecksumBytes;
+  std::vector<hsize_t> offset(shape.size(), 0);
+  // Every chunk must be stored whole and filtered, or HDF5's own path has to read it.
+  for (std::uint64_t k = 0; k < layout->count; ++k) {
+    offset[0] = k * layout->dims[0];
+    hsize_t size = 0;
+    if (H5Dget_chunk_storage_size(ds, offset.data(), &size) < 0 || size != stored_bytes)
+      return false;
+  }
+  std::vector<std::byte> spare;
+  for (std::uint64_t k = 0; k < layout->count; ++k) {
+    const std::uint64_t start = k * layout->chunk_bytes;
+    const std::uint64_t n = std::min(layout->chunk_bytes, total - start);
+    // A chunk lands straight in the array when the array has room for its checksum too: the
+    // 4 bytes spill into the next chunk's place, which the next read overwrites.
+    const bool in_place = total - start >= stored_bytes;
+    if (!in_place && spare.empty()) spare.resize(stored_bytes);
+    std::byte* dst = in_place ? data + start : spare.data();
+    offset[0] = k * layout->dims[0];
+    std::uint32_t filters = 0;
+    check(H5Dread_chunk(ds, H5P_DEFAULT, offset.data(), &filters, dst), "H5Dread_chunk", site);
+    if (filters != 0)
+      reject("array chunk " + std::to_string(k) + " is stored with its filters skipped", site);
+    if (!checksum_matches(std::span(dst, layout->chunk_bytes), get_le32(dst + layout->chunk_bytes)))
+      reject("array chunk " + std::to_string(k) + " (rows from " + std::to_string(offset[0]) +
+                 ") fails its fletcher32 checksum",
+             site);
+    if (!in_place) std::memcpy(data + start, dst, n);
+  }
+  return true;
+}
+
+}  // namespace quiver::h5

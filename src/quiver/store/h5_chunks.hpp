@@ -1,0 +1,34 @@
+// Direct chunk I/O for checksummed arrays (internal header). HDF5's fletcher32 filter copies
+// every chunk through two freshly allocated buffers and checksums it byte by byte; for the
+// common layout (chunks that split only the outermost dimension, fletcher32 the only filter)
+// quiver writes and reads the filtered chunks itself with H5Dwrite_chunk / H5Dread_chunk. The
+// bytes on disk are exactly what the filter would have written, so h5dump and h5py read them
+// and verify the checksum as usual.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <quiver/core/value.hpp>
+#include <quiver/store/h5.hpp>
+#include <span>
+
+namespace quiver::h5 {
+
+/// HDF5's fletcher32 checksum of data (H5_checksum_fletcher32: big-endian 16-bit words, sums
+/// starting at 0, an odd last byte as the high byte of a word), computed in blocks.
+std::uint32_t fletcher32(std::span<const std::byte> data) noexcept;
+
+/// Writes the nbytes of data (C order, shape of dataset ds) as whole filtered chunks when ds
+/// is chunked along its outermost dimension only with fletcher32 as its only filter; returns
+/// false, having written nothing, when ds has another layout. Use with a Lock held.
+bool write_checksummed_chunks(hid_t ds, const Shape& shape, std::size_t esize,
+                              const std::byte* data, const Site& site);
+
+/// Reads dataset ds (file type equal to the memory type, shape as given) into data the way
+/// write_checksummed_chunks stores it, verifying every chunk's checksum (a mismatch throws
+/// the Site's error naming the chunk); returns false, having read nothing, when ds has another
+/// layout or filters. Use with a Lock held.
+bool read_checksummed_chunks(hid_t ds, const Shape& shape, std::size_t esize, std::byte* data,
+                             const Site& site);
+
+}  // namespace quiver::h5

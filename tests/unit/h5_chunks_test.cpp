@@ -1,0 +1,157 @@
+// Direct chunk I/O: the checksum equals HDF5's, and chunks written either way read either way.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <fstream>
+#include <quiver/core/errors.hpp>
+#include <quiver/store/h5_chunks.hpp>
+#include <random>
+#include <sstream>
+#include <vector>
+
+#include "testing/testing.hpp"
+
+namespace quiver::h5 {
+namespace {
+
+// HDF5's H5_checksum_fletcher32, word by word, as its sources write it.
+std::uint32_t reference_fletcher32(const std::vector<std::byte>& bytes) {
+  const auto* data = reinterpret_cast<const std::uint8_t*>(bytes.data());
+  std::size_t len = bytes.size() / 2;
+  std::uint32_t sum1 = 0, sum2 = 0;
+  while (len) {
+    std::size_t tlen = len > 360 ? 360 : len;
+    len -= tlen;
+    do {
+      sum1 += static_cast<std::uint32_t>((data[0] << 8) | data[1]);
+      data += 2;
+      sum2 += sum1;
+    } while (--tlen);
+    sum1 = (sum1 & 0xffff) + (sum1 >> 16);
+    sum2 = (sum2 & 0xffff) + (sum2 >> 16);
+  }
+  if (bytes.size() % 2) {
+    sum1 += static_cast<std::uint32_t>(data[0] << 8);
+    sum2 += sum1;
+    sum1 = (sum1 & 0xffff) + (sum1 >> 16);
+    sum2 = (sum2 & 0xffff) + (sum2 >> 16);
+  }
+  sum1 = (sum1 & 0xffff) + (sum1 >> 16);
+  sum2 = (sum2 & 0xffff) + (sum2 >> 16);
+  return (sum2 << 16) | sum1;
+}
+
+std::vector<std::byte> random_bytes(std::size_t n, std::uint32_t seed) {
+  std::mt19937 gen(seed);
+  std::vector<std::byte> v(n);
+  for (auto& b : v) b = static_cast<std::byte>(gen());
+  return v;
+}
+
+TEST(Fletcher32, MatchesHdf5OnRandomDataOfManyLengths) {
+  for (std::size_t n : {1u, 2u, 3u, 511u, 512u, 513u, 720u, 721u, 4096u, 100001u, 1u << 20}) {
+    auto data = random_bytes(n, static_cast<std::uint32_t>(n));
+    EXPECT_EQ(fletcher32(data), reference_fletcher32(data)) << n << " bytes";
+  }
+}
+
+TEST(Fletcher32, MatchesHdf5WhereTheSumsAreMultiplesOf65535) {
+  // All zero (sums 0), all 0xff (every word 65535 = 0 mod 65535) and one word of 0xffff:
+  // the edge cases of the end-around-carry representation.
+  for (std::size_t n : {2u, 512u, 1000u, 1u << 16}) {
+    std::vector<std::byte> zeros(n, std::byte{0}), ones(n, std::byte{0xff});
+    EXPECT_EQ(fletcher32(zeros), reference_fletcher32(zeros)) << n;
+    EXPECT_EQ(fletcher32(ones), reference_fletcher32(ones)) << n;
+    auto one_word = zeros;
+    one_word[n / 2] = one_word[n / 2 + 1 < n ? n / 2 + 1 : n / 2] = std::byte{0xff};
+    EXPECT_EQ(fletcher32(one_word), reference_fletcher32(one_word)) << n;
+  }
+  EXPECT_EQ(fletcher32(std::vector<std::byte>(1000, std::byte{0})), 0u);
+}
+
+class ChunkFile : public ::testing::Test {
+ protected:
+  // A dataset of shape, chunked by rows of chunk_rows, with fletcher32 when checksum.
+  Handle create(const Shape& shape, hsize_t chunk_rows, bool checksum = true) {
+    std::vector<hsize_t> dims(shape.begin(), shape.end()), chunk = dims;
+    chunk[0] = chunk_rows;
+    auto space = own(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr),
+                     "H5Screate_simple", site);
+    auto dcpl = own(H5Pcreate(H5P_DATASET_CREATE), "H5Pcreate", site);
+    check(H5Pset_chunk(dcpl.id(), static_cast<int>(chunk.size()), chunk.data()), "H5Pset_chunk",
+          site);
+    if (checksum) check(H5Pset_fletcher32(dcpl.id()), "H5Pset_fletcher32", site);
+    return own(
+        H5Dcreate2(file.id(), "a", H5T_STD_U16LE, space.id(), H5P_DEFAULT, dcpl.id(), H5P_DEFAULT),
+        "H5Dcreate2", site);
+  }
+
+  testing::TempDir dir;
+  Site site{(dir.path() / "chunks.h5").string(), Fault::corrupt_entry};
+  Lock lock;
+  Handle file = create_file(site.path, site);
+};
+
+TEST_F(ChunkFile, DirectWritesReadBackThroughHdf5sOwnFilter) {
+  const Shape shape{1001, 3};  // 10 chunks of 100 rows and a partial one
+  auto data = random_bytes(1001 * 3 * 2, 7);
+  auto ds = create(shape, 100);
+  ASSERT_TRUE(write_checksummed_chunks(ds.id(), shape, 2, data.data(), site));
+  std::vector<std::byte> back(data.size());
+  check(H5Dread(ds.id(), H5T_STD_U16LE, H5S_ALL, H5S_ALL, H5P_DEFAULT, back.data()), "H5Dread",
+        site);
+  EXPECT_EQ(back, data);
+}
+
+TEST_F(ChunkFile, Hdf5sFilteredWritesReadDirectly) {
+  const Shape shape{999, 2};
+  auto data = random_bytes(999 * 2 * 2, 8);
+  auto ds = create(shape, 64);
+  check(H5Dwrite(ds.id(), H5T_STD_U16LE, H5S_ALL, H5S_ALL, H5P_DEFAULT, data.data()), "H5Dwrite",
+        site);
+  std::vector<std::byte> back(data.size());
+  ASSERT_TRUE(read_checksummed_chunks(ds.id(), shape, 2, back.data(), site));
+  EXPECT_EQ(back, data);
+}
+
+TEST_F(ChunkFile, OtherLayoutsAreLeftToHdf5) {
+  const Shape shape{100, 4};
+  auto data = random_bytes(100 * 4 * 2, 9);
+  auto plain = create(shape, 10, /*checksum=*/false);
+  EXPECT_FALSE(write_checksummed_chunks(plain.id(), shape, 2, data.data(), site));
+  EXPECT_FALSE(read_checksummed_chunks(plain.id(), shape, 2, data.data(), site));
+}
+
+TEST_F(ChunkFile, ACorruptChunkIsReportedWithItsPosition) {
+  const Shape shape{300};
+  std::vector<std::byte> data(600, std::byte{0x11});
+  {
+    auto ds = create(shape, 100);
+    ASSERT_TRUE(write_checksummed_chunks(ds.id(), shape, 2, data.data(), site));
+  }
+  close(file, site);
+  {  // flip one bit of the second chunk: the only run of 0x11 bytes after the first 200
+    std::ostringstream read;
+    read << std::ifstream(site.path, std::ios::binary).rdbuf();
+    const std::string content = read.str();
+    std::fstream f(site.path, std::ios::in | std::ios::out | std::ios::binary);
+    auto first = content.find(std::string(200, '\x11'));
+    ASSERT_NE(first, std::string::npos);
+    auto second = content.find(std::string(200, '\x11'), first + 200);
+    ASSERT_NE(second, std::string::npos);
+    f.seekp(static_cast<std::streamoff>(second + 10));
+    f.put('\x13');
+  }
+  auto reopened = open_file(site.path, site);
+  auto ds = own(H5Dopen2(reopened.id(), "a", H5P_DEFAULT), "H5Dopen2", site);
+  std::vector<std::byte> back(600);
+  try {
+    read_checksummed_chunks(ds.id(), shape, 2, back.data(), site);
+    FAIL() << "corruption went unnoticed";
+  } catch (const CorruptEntry& e) {
+    EXPECT_NE(std::string(e.what()).find("chunk 1 (rows from 100)"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace quiver::h5
