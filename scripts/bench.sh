@@ -12,7 +12,9 @@
 #   --entries N       entries of store_ops (default 100000)
 #   --reps N          repetitions of each store_io measurement (default 3)
 #   --cache MODE      store_io loads with the page cache warm, cold or both (default warm)
-#   --only NAME       run only store_io or store_ops
+#   --only NAME       run only store_io, store_ops or remote
+#   --cipher NAME     ssh cipher of the remote benchmark, for quiver and its floor alike
+#                     (default: ssh's choice)
 #   --keep-store      keep store_ops' filled store in <build-dir>/bench-store and reuse it on
 #                     later runs with the same --entries (skips the setup; delete it by hand
 #                     after changing the entry format)
@@ -27,6 +29,7 @@ entries=100000
 reps=3
 cache=warm
 only=""
+cipher=""
 keep_store=0
 build=1
 
@@ -40,17 +43,20 @@ while [ $# -gt 0 ]; do
     --reps) reps=$2; shift 2 ;;
     --cache) cache=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
+    --cipher) cipher=$2; shift 2 ;;
     --keep-store) keep_store=1; shift ;;
     --no-build) build=0; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
-case $only in ""|store_io|store_ops) ;; *) echo "bench.sh: --only takes store_io or store_ops" >&2; exit 2 ;; esac
+case $only in ""|store_io|store_ops|remote) ;; *) echo "bench.sh: --only takes store_io, store_ops or remote" >&2; exit 2 ;; esac
+wants() { [ -z "$only" ] || [ "$only" = "$1" ]; }
 
 targets=()
-[ "$only" != store_ops ] && targets+=(bench_store_io)
-[ "$only" != store_io ] && targets+=(bench_store_ops)
+wants store_io && targets+=(bench_store_io)
+wants store_ops && targets+=(bench_store_ops)
+wants remote && targets+=(bench_remote quiver_cli)
 
 if [ $build = 1 ]; then
   configure=(-DCMAKE_BUILD_TYPE=Release -DQUIVER_BUILD_BENCH=ON)
@@ -68,6 +74,7 @@ build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$build_dir/CMakeCache.txt"
 mkdir -p "${work_parent:-$build_dir}"
 work=$(mktemp -d "${work_parent:-$build_dir}/bench-run-XXXXXX")
 cleanup() {
+  "$repo/scripts/sshd-fixture.sh" stop "$work/ssh-fixture.env"
   echo "bench.sh: removing $work" >&2
   rm -rf "$work"
 }
@@ -93,9 +100,27 @@ run() {
 }
 start=$SECONDS
 load_start=$(cut -d' ' -f1 /proc/loadavg)
-[ "$only" != store_ops ] && run store_io "$work" --bytes "$bytes" --reps "$reps" --cache "$cache"
+wants store_io && run store_io "$work" --bytes "$bytes" --reps "$reps" --cache "$cache"
 # --keep: the program leaves its store for the cleanup above (or for reuse).
-[ "$only" != store_io ] && run store_ops "$ops_dir" --entries "$entries" --keep
+wants store_ops && run store_ops "$ops_dir" --entries "$entries" --keep
+# remote: over a local pipe, and over ssh to a private sshd on 127.0.0.1 (started here as
+# for the ssh tests, stopped by the cleanup above; needs root).
+if wants remote; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "bench.sh: remote over ssh needs root (private sshd); local pipe rows only" >&2
+    run remote "$work" --reps "$reps" --bytes "$bytes"
+  elif "$repo/scripts/sshd-fixture.sh" start "$work/ssh-fixture.env" \
+    --quiver "$build_dir/bin/quiver" >&2; then
+    . "$work/ssh-fixture.env"
+    remote_args=(--host "$QUIVER_SSH_HOST" --ssh-config "$QUIVER_SSH_CONFIG"
+      --remote-quiver "$QUIVER_SSH_QUIVER" --remote-dir "$QUIVER_SSH_REMOTE_DIR")
+    [ -z "$cipher" ] || remote_args+=(--cipher "$cipher")
+    run remote "$work" --reps "$reps" --bytes "$bytes" "${remote_args[@]}"
+  else
+    echo "bench.sh: the sshd fixture did not start" >&2
+    status=1
+  fi
+fi
 
 mem_gib=$(awk '/^MemTotal:/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)
 fs_type=$(stat -f -c %T "$work")

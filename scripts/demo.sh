@@ -1,22 +1,51 @@
 #!/usr/bin/env bash
-# The demo: a heat-diffusion parameter sweep memoized through the embedded default cache.
-# Installs what is missing, builds, then runs the sweep twice: the first pass computes,
-# the second is served from the cache.
+# The demo: an MPI heat-diffusion parameter sweep whose runs are memoized through one cache.
+# Installs what is missing, builds, then runs the demo twice with `mpirun -np 4`: the first
+# pass computes, the second is served from the cache. Rank 0 starts the job's only cache
+# server (`quiver serve --stdio`, a local subprocess over an HDF5 store: no ssh needed) and
+# serves the other ranks over MPI.
+#
+# Usage: scripts/demo.sh [n [steps]]   (grid points per side, time steps; default 160 2500)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 "$here/scripts/install-deps.sh" build
 "$here/scripts/build.sh" "$here/build"
 
-# The embedded default cache lives under $XDG_CACHE_HOME/quiver; give the demo its own,
-# fresh one so the first pass really computes.
-export XDG_CACHE_HOME="$here/build/demo-cache"
-unset QUIVER_CONFIG
-rm -rf "$XDG_CACHE_HOME"
-echo "== pass 1: empty cache ($XDG_CACHE_HOME/quiver)"
-"$here/build/bin/quiver_demo" "$@"
+ranks=${QUIVER_DEMO_RANKS:-4}
+mpirun_flags=(-np "$ranks")
+if mpirun --version 2>&1 | grep -q "Open MPI"; then
+  mpirun_flags+=(--oversubscribe)                          # more ranks than cores is fine here
+  [ "$(id -u)" = 0 ] && mpirun_flags+=(--allow-run-as-root)
+fi
+
+# A fresh cache of the demo's own: quiver.toml's default is a subprocess server that serves
+# the [store] table of the same file, an HDF5 store under build/demo-cache.
+demo=$here/build/demo-cache
+rm -rf "$demo"
+mkdir -p "$demo"
+cat >"$demo/quiver.toml" <<TOML
+[default]
+cache = "demo"
+
+# Rank 0 starts one server for the whole job and talks to it over stdin/stdout.
+[demo]
+type = "subprocess"
+quiver = "$here/build/bin/quiver"
+config = "$demo/quiver.toml"
+cache_name = "store"
+
+# What that server serves.
+[store]
+type = "hdf5"
+path = "$demo/store"
+TOML
+export QUIVER_CONFIG=$demo/quiver.toml
+
+echo "== pass 1: empty cache ($demo/store)"
+mpirun "${mpirun_flags[@]}" "$here/build/bin/quiver_demo" "$@"
 echo
 echo "== pass 2: same parameters"
-"$here/build/bin/quiver_demo" "$@"
+mpirun "${mpirun_flags[@]}" "$here/build/bin/quiver_demo" "$@"
 echo
 echo "== what the cache holds"
 "$here/build/bin/quiver" ls

@@ -1,6 +1,6 @@
-// Runs every file of the given corpus directories through the wire fuzz target, for builds
-// without libFuzzer. Files named seed-* must be valid streams (they are what the seed
-// generator writes); others (regress-*, fuzzer finds) must merely not crash.
+// Runs every file of the given corpus directories through a fuzz target, for builds
+// without libFuzzer. Files named seed-* must be valid input (they are what the seed
+// generators write); others (regress-*, fuzzer finds) must merely not crash.
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "fuzz_wire.hpp"
+#include "fuzz_target.hpp"
 
 int main(int argc, char** argv) {
   if (argc < 2) {
@@ -30,8 +30,8 @@ int main(int argc, char** argv) {
       LLVMFuzzerTestOneInput(data, bytes.size());
       ++files;
       bool seed = path.filename().string().rfind("seed-", 0) == 0;
-      if (seed && !quiver::fuzz::read_wire_stream(data, bytes.size())) {
-        std::fprintf(stderr, "seed %s is not a valid stream\n", path.c_str());
+      if (seed && !quiver::fuzz::run_input(data, bytes.size())) {
+        std::fprintf(stderr, "seed %s is not valid input\n", path.c_str());
         ++failures;
       }
     }

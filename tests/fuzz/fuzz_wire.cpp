@@ -1,10 +1,10 @@
 // libFuzzer target of the wire layer: the frame reader over a memory buffer and the message
 // decoder, with the limits a receiver would configure.
-#include "fuzz_wire.hpp"
-
 #include <cstdio>
 #include <cstdlib>
 #include <quiver/wire/protocol.hpp>
+
+#include "fuzz_target.hpp"
 
 namespace quiver::fuzz {
 
@@ -34,7 +34,9 @@ void check_round_trip(const wire::Incoming& in, const wire::WireLimits& limits) 
 
 }  // namespace
 
-bool read_wire_stream(const std::uint8_t* data, std::size_t size) {
+// Reads data as a stream: a server's (noise, greeting, replies) when it starts with 'G',
+// else a sequence of messages. Every decoded message is re-encoded and decoded again.
+bool run_input(const std::uint8_t* data, std::size_t size) {
   bool server_stream = size > 0 && data[0] == 'G';
   auto bytes = std::as_bytes(std::span(data, size));
   if (server_stream) bytes = bytes.subspan(1);
@@ -61,6 +63,6 @@ bool read_wire_stream(const std::uint8_t* data, std::size_t size) {
 }  // namespace quiver::fuzz
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  quiver::fuzz::read_wire_stream(data, size);
+  quiver::fuzz::run_input(data, size);
   return 0;
 }

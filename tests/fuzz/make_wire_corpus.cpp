@@ -43,7 +43,7 @@ int main(int argc, char** argv) {
   peer.max_skeleton = 1 << 20;
   peer.max_bulk = 1 << 20;
 
-  auto samples = testing::sample_messages();
+  auto samples = quiver::testing::sample_messages();
   for (std::size_t i = 0; i < samples.size(); ++i) {
     auto name = "seed-" + std::string(message_type_name(type_of(samples[i]))) + ".bin";
     write_seed(dir / name, {}, peer, [&](FrameWriter& w) { send_message(w, i + 1, samples[i]); });
@@ -53,17 +53,17 @@ int main(int argc, char** argv) {
              [&](FrameWriter& w) {
                send_message(w, 0, Greeting{});
                send_message(w, 1, HelloReply{"shared", false});
-               send_message(w, 2, LoadValueReply{testing::sample_value_of_every_kind()});
+               send_message(w, 2, LoadValueReply{quiver::testing::sample_value_of_every_kind()});
                send_message(w, 3, ErrorReply::from(NotFound("no entry", "quiver::MemoryCache")));
-               send_message(w, 4, QueryPage{{testing::sample_summary(1)}, false});
+               send_message(w, 4, QueryPage{{quiver::testing::sample_summary(1)}, false});
                send_message(w, 4, QueryPage{{}, true});
              });
 
   write_seed(dir / "seed-client-stream.bin", {}, peer, [&](FrameWriter& w) {
     send_message(w, 1, Hello{});
     send_message(w, 2, Ping{});
-    send_message(w, 3, ContainsManyRequest{{testing::sample_entry(1, Value()).digest}});
-    send_message(w, 4, SaveRequest{testing::sample_entry(2, testing::ramp(64, 1.0))});
+    send_message(w, 3, ContainsManyRequest{{quiver::testing::sample_entry(1, Value()).digest}});
+    send_message(w, 4, SaveRequest{quiver::testing::sample_entry(2, quiver::testing::ramp(64, 1.0))});
   });
 
   auto small_frames = peer;
@@ -72,7 +72,7 @@ int main(int argc, char** argv) {
     send_message(
         w, 7,
         LoadValueReply{Value::map(
-            {{"a", testing::ramp(300)}, {"b", Bytes{Buffer::copy_of(std::string(500, 'z'))}}})});
+            {{"a", quiver::testing::ramp(300)}, {"b", Bytes{Buffer::copy_of(std::string(500, 'z'))}}})});
     send_message(w, 8, Pong{});
   });
 

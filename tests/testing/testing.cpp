@@ -10,6 +10,7 @@
 #include <cstring>
 #include <random>
 #include <stdexcept>
+#include <thread>
 
 extern char** environ;
 
@@ -111,6 +112,29 @@ RunResult run(const std::vector<std::string>& argv, const std::vector<std::strin
 }
 
 std::string cli_path() { return QUIVER_CLI; }
+
+namespace {
+std::size_t entries_of(const char* dir) {
+  std::size_t n = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(dir)) ++n;
+  return n;
+}
+}  // namespace
+
+std::size_t open_fd_count() {
+  return entries_of("/proc/self/fd") - 1;  // minus the one the iterator itself holds
+}
+
+std::size_t thread_count() { return entries_of("/proc/self/task"); }
+
+bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() >= deadline) return pred();
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
 
 RunResult run_cli(const std::vector<std::string>& args, const std::vector<std::string>& env,
                   const std::string& input) {

@@ -1,9 +1,12 @@
 // Helpers shared by quiver's tests: temporary directories, running the CLI, sample values.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <quiver/core/value.hpp>
 
+#include <chrono>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -39,6 +42,30 @@ RunResult run_cli(const std::vector<std::string>& args, const std::vector<std::s
                   const std::string& input = {});
 /// Path of the quiver CLI built with the tests.
 std::string cli_path();
+
+/// Number of file descriptors this process has open (entries of /proc/self/fd).
+std::size_t open_fd_count();
+/// Number of threads of this process (entries of /proc/self/task).
+std::size_t thread_count();
+/// Polls pred (about every millisecond) until it holds or timeout passes; returns whether
+/// it held. For waiting on other processes and threads without fixed sleeps.
+bool eventually(const std::function<bool()>& pred,
+                std::chrono::milliseconds timeout = std::chrono::seconds(20));
+
+/// The what() of the exception fn throws, which must be an E (a gtest failure otherwise).
+template <class E, class F>
+std::string error_of(F&& fn) {
+  try {
+    fn();
+  } catch (const E& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "unexpected exception: " << e.what();
+    return e.what();
+  }
+  ADD_FAILURE() << "no exception";
+  return {};
+}
 
 /// One Value of every kind (nested), for round-trip tests.
 Value sample_value_of_every_kind();

@@ -96,5 +96,7 @@ Command fsck_command();
 Command gc_command();
 Command info_command();
 Command serve_command();
+Command ping_command();
+Command run_command();
 
 }  // namespace quiver::cli

@@ -61,6 +61,8 @@ std::vector<Command> all_commands() {
   c.push_back(gc_command());
   c.push_back(info_command());
   c.push_back(serve_command());
+  c.push_back(ping_command());
+  c.push_back(run_command());
   return c;
 }
 

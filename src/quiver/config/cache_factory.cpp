@@ -1,8 +1,11 @@
 #include <algorithm>
 #include <array>
+#include <chrono>
+#include <cmath>
 #include <limits>
 #include <quiver/config/cache_factory.hpp>
 #include <quiver/core/errors.hpp>
+#include <quiver/remote/ssh_cache.hpp>
 #include <quiver/store/cache_stack.hpp>
 #include <quiver/store/hdf5_store.hpp>
 #include <quiver/store/memory_cache.hpp>
@@ -32,6 +35,69 @@ CacheBuilder memory_cache(TableReader&) {
   return [] { return std::make_unique<MemoryCache>(); };
 }
 
+/// env: a table of strings (`{ K = "V" }`) or an array of "K=V" strings; as "K=V" entries.
+std::vector<std::string> environment(TableReader& t) {
+  const auto* v = t.value("env");
+  std::vector<std::string> out;
+  if (!v) return out;
+  if (v->is_object()) {
+    for (const auto& [k, item] : v->items()) {
+      if (k.empty() || k.find('=') != std::string::npos)
+        t.fail("env", "'" + k + "' is not a variable name");
+      if (!item.is_string())
+        t.fail("env", "expected a string for " + k + ", got " + json_kind(item));
+      out.push_back(k + "=" + item.get<std::string>());
+    }
+    return out;
+  }
+  for (const auto& e : t.string_list("env").value_or(std::vector<std::string>{}))
+    if (e.find('=') == 0 || e.find('=') == std::string::npos)
+      t.fail("env", "expected \"NAME=value\", got \"" + e + "\"");
+    else
+      out.push_back(e);
+  return out;
+}
+
+std::chrono::milliseconds timeout(TableReader& t, std::string_view key,
+                                  std::chrono::milliseconds fallback) {
+  auto s = t.number(key, 0.001, 1e7);
+  if (!s) return fallback;
+  return std::chrono::milliseconds(static_cast<std::int64_t>(std::llround(*s * 1000.0)));
+}
+
+/// The keys ssh and subprocess caches share (everything but host, ssh and ssh_options).
+SshCacheOptions remote_options(TableReader& t, Transport transport) {
+  SshCacheOptions o;
+  o.transport = transport;
+  o.cache_name = t.string("cache_name").value_or("");
+  o.config = t.string("config").value_or("");
+  o.quiver = t.string("quiver").value_or(o.quiver);
+  if (o.quiver.empty()) t.fail("quiver", "expected the quiver executable, got an empty string");
+  o.setup_commands = t.string_list("setup_commands").value_or(o.setup_commands);
+  o.workdir = t.string("workdir").value_or("");
+  o.login_shell = t.boolean("login_shell").value_or(false);
+  o.remote_read_only = t.boolean("remote_read_only").value_or(false);
+  o.env = environment(t);
+  o.connect_timeout = timeout(t, "connect_timeout", o.connect_timeout);
+  o.call_timeout = timeout(t, "call_timeout", o.call_timeout);
+  return o;
+}
+
+CacheBuilder ssh_cache(TableReader& t) {
+  auto host = t.required_string("host");
+  if (host.empty() || host.front() == '-') t.fail("host", "expected an ssh destination");
+  auto o = remote_options(t, Transport::ssh);
+  o.host = std::move(host);
+  o.ssh = t.string("ssh").value_or(o.ssh);
+  o.ssh_options = t.string_list("ssh_options").value_or(o.ssh_options);
+  return [o] { return std::make_unique<SshCache>(o); };
+}
+
+CacheBuilder subprocess_cache(TableReader& t) {
+  auto o = remote_options(t, Transport::subprocess);
+  return [o] { return std::make_unique<SshCache>(o); };
+}
+
 struct CacheType {
   std::string_view name;
   CacheBuilder (*read)(TableReader&);
@@ -40,6 +106,8 @@ struct CacheType {
 constexpr std::array kCacheTypes{
     CacheType{"hdf5", hdf5_cache},
     CacheType{"memory", memory_cache},
+    CacheType{"ssh", ssh_cache},
+    CacheType{"subprocess", subprocess_cache},
 };
 
 /// Reads one cache table: type, read_only and the type's own keys.

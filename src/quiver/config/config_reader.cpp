@@ -1,6 +1,8 @@
+#include <cmath>
 #include <cstdlib>
 #include <quiver/config/config_reader.hpp>
 #include <quiver/core/errors.hpp>
+#include <sstream>
 
 namespace quiver::config {
 
@@ -105,6 +107,30 @@ std::optional<std::int64_t> TableReader::integer(std::string_view key, std::int6
   const auto i = v->get<std::int64_t>();
   if (i < min || i > max) fail(key, "expected an integer " + range + ", got " + std::to_string(i));
   return i;
+}
+
+std::optional<std::vector<std::string>> TableReader::string_list(std::string_view key) {
+  const auto* v = find(key);
+  if (!v) return std::nullopt;
+  if (!v->is_array()) wrong_kind(key, "an array of strings");
+  std::vector<std::string> out;
+  for (const auto& item : *v) {
+    if (!item.is_string()) fail(key, "expected an array of strings, holding " + json_kind(item));
+    out.push_back(item.get<std::string>());
+  }
+  return out;
+}
+
+std::optional<double> TableReader::number(std::string_view key, double min, double max) {
+  const auto* v = find(key);
+  if (!v) return std::nullopt;
+  std::ostringstream range;
+  range << min << ".." << max;
+  if (!v->is_number()) wrong_kind(key, "a number " + range.str());
+  const auto d = v->get<double>();
+  if (!std::isfinite(d) || d < min || d > max)
+    fail(key, "expected a number " + range.str() + ", got " + v->dump());
+  return d;
 }
 
 std::filesystem::path TableReader::required_path(std::string_view key) {

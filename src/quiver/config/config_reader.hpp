@@ -10,6 +10,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace quiver::config {
 
@@ -45,6 +46,13 @@ class TableReader {
   std::optional<bool> boolean(std::string_view key);
   /// The integer at key; nullopt when absent; ConfigError unless an integer in [min, max].
   std::optional<std::int64_t> integer(std::string_view key, std::int64_t min, std::int64_t max);
+  /// The array of strings at key; nullopt when absent; ConfigError for anything else.
+  std::optional<std::vector<std::string>> string_list(std::string_view key);
+  /// The number (integer or float) at key; nullopt when absent; ConfigError unless a
+  /// finite number in [min, max].
+  std::optional<double> number(std::string_view key, double min, double max);
+  /// The value at key as it is (the caller checks its kind); nullptr when absent.
+  const nlohmann::json* value(std::string_view key) { return find(key); }
   /// A required string naming a path: ~/ is $HOME, a relative path starts at the origin's
   /// base directory. The absolute path is written back into the table.
   std::filesystem::path required_path(std::string_view key);

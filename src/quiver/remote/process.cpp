@@ -1,6 +1,3 @@
-#include <quiver/core/errors.hpp>
-#include <quiver/remote/process.hpp>
-
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -9,6 +6,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <quiver/core/errors.hpp>
+#include <quiver/remote/process.hpp>
 #include <thread>
 
 extern char** environ;
@@ -52,7 +51,8 @@ std::string ExitStatus::describe() const {
   return "unknown status";
 }
 
-Process Process::spawn(const std::vector<std::string>& argv, const std::vector<std::string>& env) {
+Process Process::spawn(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+                       bool own_group) {
   if (argv.empty()) throw InvalidArgument("empty command", "quiver::Process");
   auto in = make_pipe(), out = make_pipe(), err = make_pipe();
   FileActions fa;
@@ -84,7 +84,12 @@ Process Process::spawn(const std::vector<std::string>& argv, const std::vector<s
   sigset_t none;
   sigemptyset(&none);
   posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+  short flags = POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK;
+  if (own_group) {
+    posix_spawnattr_setpgroup(&attr, 0);
+    flags |= POSIX_SPAWN_SETPGROUP;
+  }
+  posix_spawnattr_setflags(&attr, flags);
 
   pid_t pid = -1;
   int rc = posix_spawnp(&pid, args[0], &fa.fa, &attr, args.data(), envp.data());
@@ -97,12 +102,17 @@ Process Process::spawn(const std::vector<std::string>& argv, const std::vector<s
   p.in_ = std::move(in.write);
   p.out_ = std::move(out.read);
   p.err_ = std::move(err.read);
+  p.own_group_ = own_group;
   return p;
 }
 
 Process::Process(Process&& o) noexcept
-    : pid_(std::exchange(o.pid_, -1)), in_(std::move(o.in_)), out_(std::move(o.out_)),
-      err_(std::move(o.err_)), status_(std::move(o.status_)) {}
+    : pid_(std::exchange(o.pid_, -1)),
+      in_(std::move(o.in_)),
+      out_(std::move(o.out_)),
+      err_(std::move(o.err_)),
+      status_(std::move(o.status_)),
+      own_group_(o.own_group_) {}
 
 Process& Process::operator=(Process&& o) noexcept {
   if (this != &o) {
@@ -112,21 +122,34 @@ Process& Process::operator=(Process&& o) noexcept {
     out_ = std::move(o.out_);
     err_ = std::move(o.err_);
     status_ = std::move(o.status_);
+    own_group_ = o.own_group_;
   }
   return *this;
 }
 
-Process::~Process() { close(); }
+Process::~Process() {
+  close();
+}
 
 std::optional<ExitStatus> Process::poll() {
   if (status_ || pid_ <= 0) return status_;
-  int status = 0;
-  pid_t r;
+  siginfo_t info{};
+  int r;
   do {
-    r = waitpid(pid_, &status, WNOHANG);
+    r = waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT);
   } while (r < 0 && errno == EINTR);
-  if (r == pid_) status_ = decode(status);
-  else if (r < 0) status_ = ExitStatus{};  // not our child any more (reaped elsewhere)
+  if (r < 0) {
+    status_ = ExitStatus{};  // not our child any more (reaped elsewhere)
+    return status_;
+  }
+  if (info.si_pid != pid_) return std::nullopt;  // still running
+  // Ended. While it is an unreaped zombie its id cannot be reused, so killing its group
+  // reaches only what it left behind (background children holding our pipes).
+  if (own_group_) ::kill(-pid_, SIGKILL);
+  int status = 0;
+  while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+  }
+  status_ = decode(status);
   return status_;
 }
 
@@ -148,10 +171,11 @@ void Process::kill(int sig) noexcept {
 ExitStatus Process::close(std::chrono::milliseconds grace) {
   if (pid_ <= 0) return status_.value_or(ExitStatus{});
   in_.reset();
+  kill(SIGCONT);  // a stopped process cannot see the end of its input
   if (!wait_for(grace)) {
     ::kill(pid_, SIGTERM);
     if (!wait_for(grace)) {
-      ::kill(pid_, SIGKILL);
+      ::kill(own_group_ ? -pid_ : pid_, SIGKILL);
       int status = 0;
       while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
       }
@@ -170,8 +194,10 @@ std::string shell_quote(const std::string& s) {
     return s;
   std::string out = "'";
   for (char c : s) {
-    if (c == '\'') out += "'\\''";
-    else out += c;
+    if (c == '\'')
+      out += "'\\''";
+    else
+      out += c;
   }
   return out + "'";
 }

@@ -2,12 +2,11 @@
 // SIGTERM, SIGKILL, reap. No zombies, no leaked descriptors.
 #pragma once
 
-#include <quiver/core/fd.hpp>
-
 #include <sys/types.h>
 
 #include <chrono>
 #include <optional>
+#include <quiver/core/fd.hpp>
 #include <string>
 #include <vector>
 
@@ -25,9 +24,12 @@ class Process {
  public:
   /// Starts argv (argv[0] searched in PATH) with stdin, stdout and stderr connected to
   /// pipes; env entries "K=V" are added to (or replace in) this process's environment.
-  /// Throws RemoteConnectionError when it cannot be started.
+  /// With own_group, the process leads a new process group, and once it has ended what is
+  /// left of that group (background children that would hold the pipes open) is killed
+  /// before it is reaped; never for a program that may prompt on the terminal (ssh). Throws
+  /// RemoteConnectionError when it cannot be started.
   static Process spawn(const std::vector<std::string>& argv,
-                       const std::vector<std::string>& env = {});
+                       const std::vector<std::string>& env = {}, bool own_group = false);
 
   Process() = default;
   Process(Process&&) noexcept;
@@ -57,6 +59,7 @@ class Process {
   pid_t pid_ = -1;
   Fd in_, out_, err_;
   std::optional<ExitStatus> status_;
+  bool own_group_ = false;
 };
 
 /// Quotes s for a POSIX shell (single quotes), leaving safe words unchanged.

@@ -1,10 +1,4 @@
-#include <quiver/core/errors.hpp>
-#include <quiver/core/log.hpp>
-#include <quiver/core/version.hpp>
-#include <quiver/remote/process.hpp>
-#include <quiver/remote/ssh_cache.hpp>
-#include <quiver/wire/protocol.hpp>
-
+#include <dlfcn.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -12,7 +6,14 @@
 #include <cerrno>
 #include <condition_variable>
 #include <deque>
+#include <filesystem>
 #include <mutex>
+#include <quiver/core/errors.hpp>
+#include <quiver/core/log.hpp>
+#include <quiver/core/version.hpp>
+#include <quiver/remote/process.hpp>
+#include <quiver/remote/ssh_cache.hpp>
+#include <quiver/wire/protocol.hpp>
 #include <thread>
 #include <unordered_map>
 
@@ -41,10 +42,45 @@ std::string seconds(std::chrono::milliseconds ms) {
   return buf;
 }
 
+bool is_executable(const std::filesystem::path& p) {
+  std::error_code ec;
+  return std::filesystem::is_regular_file(p, ec) && ::access(p.c_str(), X_OK) == 0;
+}
+
+bool on_path(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  std::string_view rest = path ? path : "";
+  while (!rest.empty()) {
+    auto colon = rest.find(':');
+    auto dir = rest.substr(0, colon);
+    if (!dir.empty() && is_executable(std::filesystem::path(dir) / name)) return true;
+    rest = colon == std::string_view::npos ? std::string_view() : rest.substr(colon + 1);
+  }
+  return false;
+}
+
 }  // namespace
 
+std::string local_quiver_executable(const std::string& configured) {
+  if (configured != "quiver" || on_path(configured)) return configured;
+  std::error_code ec;
+  auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec && self.filename() == "quiver") return self.string();
+  Dl_info dl{};
+  if (dladdr(reinterpret_cast<void*>(&local_quiver_executable), &dl) && dl.dli_fname) {
+    auto lib = std::filesystem::weakly_canonical(dl.dli_fname, ec);
+    if (!ec) {
+      auto beside = lib.parent_path().parent_path() / "bin" / "quiver";
+      if (is_executable(beside)) return beside.string();
+    }
+  }
+  return configured;
+}
+
 std::vector<std::string> remote_command(const SshCacheOptions& o) {
-  std::vector<std::string> server{o.quiver, "serve", "--stdio"};
+  std::vector<std::string> server{
+      o.transport == Transport::subprocess ? local_quiver_executable(o.quiver) : o.quiver, "serve",
+      "--stdio"};
   if (!o.cache_name.empty()) server.insert(server.end(), {"--cache", o.cache_name});
   if (!o.config.empty()) server.insert(server.end(), {"--config", o.config});
   if (o.remote_read_only) server.push_back("--read-only");
@@ -64,8 +100,10 @@ std::vector<std::string> remote_command(const SshCacheOptions& o) {
   std::vector<std::string> argv{o.ssh};
   argv.insert(argv.end(), o.ssh_options.begin(), o.ssh_options.end());
   argv.insert(argv.end(), {"-T", "--", o.host});
-  if (!chain) argv.push_back(shell_join(server));
-  else argv.push_back(o.login_shell ? "bash -lc " + shell_quote(script) : script);
+  if (!chain)
+    argv.push_back(shell_join(server));
+  else
+    argv.push_back(o.login_shell ? "bash -lc " + shell_quote(script) : script);
   return argv;
 }
 
@@ -97,6 +135,8 @@ struct SshCache::Connection {
 
   std::mutex proc_mutex;  // Process is not thread-safe
   Process proc;
+  // The read ends, owned here so that they stay open until the threads reading them end.
+  Fd out_fd, err_fd;
   std::unique_ptr<wire::FrameReader> reader;
   std::unique_ptr<wire::FrameWriter> writer;
   std::thread reader_thread, writer_thread, stderr_thread;
@@ -114,29 +154,42 @@ struct SshCache::Connection {
   void start() {
     auto argv = remote_command(options);
     log->debug("starting {}", shell_join(argv));
-    proc = Process::spawn(argv, options.env);
+    // A local server may get its own process group (nothing prompts on a terminal);
+    // ssh keeps ours, so it can ask for passwords and second factors.
+    proc = Process::spawn(argv, options.env, options.transport == Transport::subprocess);
+    out_fd = std::move(proc.stdout_fd());
+    err_fd = std::move(proc.stderr_fd());
     state.connects++;
     stderr_thread = std::thread([this] { drain_stderr(); });
-    reader = std::make_unique<wire::FrameReader>(proc.stdout_fd().get());
+    reader = std::make_unique<wire::FrameReader>(out_fd.get());
     reader->set_deadline(SteadyClock::now() + options.connect_timeout);
     wire::GreetingScan scan;
     try {
       scan = wire::receive_greeting(*reader);
+    } catch (const wire::MalformedMessage& e) {
+      // A greeting we cannot read, typically another protocol version: a hard error.
+      throw ProtocolError("cannot talk to the quiver server: " + e.message() +
+                              "; install matching quiver versions on both sides",
+                          label);
     } catch (const TimeoutError&) {
       throw RemoteConnectionError("no greeting from the quiver server within " +
                                       seconds(options.connect_timeout) + " (connect_timeout)" +
                                       stderr_summary(),
                                   label);
     } catch (const ProtocolError& e) {
+      // No greeting: the command failed before the server started, or the process closed
+      // its output, or printed more than a login script plausibly does.
       std::optional<ExitStatus> st;
       {
         std::lock_guard lk(proc_mutex);
         st = proc.wait_for(std::chrono::milliseconds(1000));
       }
-      if (!st) throw;  // a real protocol problem (e.g. another protocol version)
-      wait_stderr_eof();
-      throw RemoteConnectionError("the quiver server did not start: " + st->describe() +
-                                      stderr_summary() + " (" + e.message() + ")",
+      if (st) wait_stderr_eof();
+      throw RemoteConnectionError("the quiver server did not start: " +
+                                      (st ? "the process ended with " + st->describe()
+                                          : std::string("the process is still running")) +
+                                      stderr_summary() + " (" + e.message() +
+                                      "); call reconnect() to try again",
                                   label);
     }
     if (!scan.noise.empty())
@@ -151,7 +204,7 @@ struct SshCache::Connection {
     wire::Hello h;
     auto [id, slot] = submit(h);
     hello = wire::expect_reply<wire::HelloReply>(
-        wait(id, *slot, SteadyClock::now() + options.connect_timeout, "hello"));
+        wait(id, *slot, options.connect_timeout, "connect_timeout", "hello"));
     log->debug("connected: cache '{}', read_only={}", hello.cache_name, hello.read_only);
   }
 
@@ -164,24 +217,26 @@ struct SshCache::Connection {
     outbox.emplace_back(id, std::move(m));
     state.requests++;
     auto inflight = static_cast<std::uint64_t>(pending.size());
-    for (auto cur = state.max_in_flight.load(); inflight > cur &&
-                                                !state.max_in_flight.compare_exchange_weak(cur, inflight);) {
+    for (auto cur = state.max_in_flight.load();
+         inflight > cur && !state.max_in_flight.compare_exchange_weak(cur, inflight);) {
     }
     writer_cv.notify_one();
     return {id, slot};
   }
 
-  wire::Incoming wait(std::uint64_t id, Slot& slot, SteadyClock::time_point deadline,
-                      std::string_view what) {
+  /// The next reply to request id, waiting at most limit (named by option in errors).
+  wire::Incoming wait(std::uint64_t id, Slot& slot, std::chrono::milliseconds limit,
+                      std::string_view option, std::string_view what) {
+    const auto deadline = SteadyClock::now() + limit;
     std::unique_lock lk(mutex);
     while (slot.replies.empty()) {
       if (failure) std::rethrow_exception(failure);
       if (slot.cv.wait_until(lk, deadline) == std::cv_status::timeout && slot.replies.empty() &&
           !failure) {
         pending.erase(id);
-        throw TimeoutError("no reply to " + std::string(what) + " (request " +
-                               std::to_string(id) + ") within the call deadline; the remote " +
-                               "may be hung, stopped or overloaded",
+        throw TimeoutError("no reply to " + std::string(what) + " (request " + std::to_string(id) +
+                               ") within " + seconds(limit) + " (" + std::string(option) +
+                               "); the remote may be hung, stopped or overloaded",
                            label);
       }
     }
@@ -284,7 +339,7 @@ struct SshCache::Connection {
   void drain_stderr() {
     std::string partial;
     char buf[4096];
-    const int fd = proc.stderr_fd().get();
+    const int fd = err_fd.get();
     for (;;) {
       auto n = ::read(fd, buf, sizeof buf);
       if (n < 0 && errno == EINTR) continue;
@@ -318,11 +373,15 @@ struct SshCache::Connection {
   std::string stderr_summary() {
     std::lock_guard lk(state.ring_mutex);
     if (state.ring.empty()) return "; it wrote nothing to stderr";
+    // The last 10 lines that are not blank (Lmod, for one, pads its errors with blank lines).
+    std::vector<std::string_view> last;
+    for (auto it = state.ring.rbegin(); it != state.ring.rend() && last.size() < 10; ++it)
+      if (it->find_first_not_of(" \t") != std::string::npos) last.push_back(*it);
+    if (last.empty()) return "; it wrote only blank lines to stderr";
     std::string s = "; its stderr ends with: ";
-    auto start = state.ring.size() > 10 ? state.ring.size() - 10 : 0;
-    for (auto i = start; i < state.ring.size(); ++i) {
-      if (i > start) s += " | ";
-      s += state.ring[i];
+    for (auto it = last.rbegin(); it != last.rend(); ++it) {
+      if (it != last.rbegin()) s += " | ";
+      s += *it;
     }
     return s;
   }
@@ -348,6 +407,8 @@ struct SshCache::Connection {
     }
     if (reader_thread.joinable()) reader_thread.join();
     if (stderr_thread.joinable()) stderr_thread.join();
+    out_fd.reset();
+    err_fd.reset();
     fail(std::make_exception_ptr(
         RemoteConnectionError("connection closed; call reconnect() to open a new one", label)));
   }
@@ -358,7 +419,9 @@ SshCache::SshCache(SshCacheOptions options)
   remote_command(options_);  // validates the options now, not on first use
 }
 
-SshCache::~SshCache() { close(); }
+SshCache::~SshCache() {
+  close();
+}
 
 std::shared_ptr<SshCache::Connection> SshCache::connection() const {
   std::lock_guard lk(state_->mutex);
@@ -406,9 +469,8 @@ template <class Reply, class Request>
 Reply SshCache::call(Request request) const {
   auto c = connection();
   auto [id, slot] = c->submit(std::move(request));
-  auto deadline = SteadyClock::now() + options_.call_timeout;
-  return wire::expect_reply<Reply>(
-      c->wait(id, *slot, deadline, wire::message_type_name(Request::type)));
+  return wire::expect_reply<Reply>(c->wait(id, *slot, options_.call_timeout, "call_timeout",
+                                           wire::message_type_name(Request::type)));
 }
 
 bool SshCache::read_only() const {
@@ -448,7 +510,7 @@ void SshCache::query(const Query& q, const QuerySink& sink) {
   auto [id, slot] = c->submit(wire::QueryRequest{q, 0});
   for (;;) {
     auto page = wire::expect_reply<wire::QueryPage>(
-        c->wait(id, *slot, SteadyClock::now() + options_.call_timeout, "query"));
+        c->wait(id, *slot, options_.call_timeout, "call_timeout", "query"));
     for (const auto& s : page.summaries) {
       if (!sink(s)) {
         if (!page.last) c->abandon(id);
@@ -480,6 +542,14 @@ nlohmann::json SshCache::config() const {
   if (!options_.workdir.empty()) j["workdir"] = options_.workdir;
   if (options_.login_shell) j["login_shell"] = true;
   if (options_.remote_read_only) j["remote_read_only"] = true;
+  if (!options_.env.empty()) {
+    auto env = nlohmann::json::object();
+    for (const auto& e : options_.env) {
+      auto eq = e.find('=');
+      env[e.substr(0, eq)] = eq == std::string::npos ? std::string() : e.substr(eq + 1);
+    }
+    j["env"] = env;
+  }
   j["connect_timeout"] = static_cast<double>(options_.connect_timeout.count()) / 1000.0;
   j["call_timeout"] = static_cast<double>(options_.call_timeout.count()) / 1000.0;
   return j;
@@ -514,6 +584,10 @@ void SshCache::save_many(std::span<const Entry> entries) {
     throw Rejected("the remote cache is read-only: save refused", label_of(options_));
   call<wire::SaveManyReply>(
       wire::SaveManyRequest{std::vector<Entry>(entries.begin(), entries.end())});
+}
+
+void SshCache::connect() {
+  connection();
 }
 
 double SshCache::ping() {

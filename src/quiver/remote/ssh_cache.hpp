@@ -3,12 +3,11 @@
 // safe and pipelined: calls from many threads are in flight together on the one stream.
 #pragma once
 
-#include <quiver/store/cache.hpp>
-
 #include <sys/types.h>
 
 #include <chrono>
 #include <memory>
+#include <quiver/store/cache.hpp>
 #include <string>
 #include <vector>
 
@@ -18,17 +17,17 @@ enum class Transport { ssh, subprocess };
 
 struct SshCacheOptions {
   Transport transport = Transport::ssh;
-  std::string host;        ///< ssh destination (host, user@host or an ssh_config alias)
-  std::string cache_name;  ///< served cache (--cache); empty: the remote's default
-  std::string config;      ///< remote config file (--config); empty: the remote's search
+  std::string host;               ///< ssh destination (host, user@host or an ssh_config alias)
+  std::string cache_name;         ///< served cache (--cache); empty: the remote's default
+  std::string config;             ///< remote config file (--config); empty: the remote's search
   std::string quiver = "quiver";  ///< the remote executable
   std::string ssh = "ssh";        ///< the ssh program
-  std::vector<std::string> ssh_options;     ///< extra ssh arguments, before the host
-  std::vector<std::string> setup_commands;  ///< shell commands run before the server
-  std::string workdir;                      ///< remote directory to cd into first
-  bool login_shell = false;                 ///< run the command chain under `bash -lc`
-  bool remote_read_only = false;            ///< start the server with --read-only
-  std::vector<std::string> env;             ///< extra "K=V" for the spawned process
+  std::vector<std::string> ssh_options;              ///< extra ssh arguments, before the host
+  std::vector<std::string> setup_commands;           ///< shell commands run before the server
+  std::string workdir;                               ///< remote directory to cd into first
+  bool login_shell = false;                          ///< run the command chain under `bash -lc`
+  bool remote_read_only = false;                     ///< start the server with --read-only
+  std::vector<std::string> env;                      ///< extra "K=V" for the spawned process
   std::chrono::milliseconds connect_timeout{30000};  ///< spawn to greeting and hello
   std::chrono::milliseconds call_timeout{300000};    ///< each call, request to reply
 };
@@ -37,12 +36,21 @@ struct SshCacheOptions {
 /// serve --stdio ...', or the local command for Transport::subprocess).
 std::vector<std::string> remote_command(const SshCacheOptions& options);
 
+/// The executable a subprocess cache runs for configured: configured itself unless it is
+/// the default "quiver" and no quiver is on PATH; then the running program when it is
+/// quiver, else the quiver installed beside libquiver (<libdir>/../bin/quiver).
+std::string local_quiver_executable(const std::string& configured);
+
 class SshCache : public Cache {
  public:
   /// Does not connect: the process is spawned on first use.
   explicit SshCache(SshCacheOptions options);
   /// Closes: stdin closed, wait, TERM, KILL, reap; threads joined.
   ~SshCache() override;
+
+  // The convenience overloads of Cache stay visible beside the overrides.
+  using Cache::query;
+  using Cache::save;
 
   void save(const Entry& entry) override;
   std::optional<Entry> load(const Digest& digest) override;
@@ -62,6 +70,9 @@ class SshCache : public Cache {
   std::vector<std::optional<Entry>> load_many(std::span<const Digest> digests) override;
   void save_many(std::span<const Entry> entries) override;
 
+  /// Opens the connection now (spawn, greeting, hello) unless it is open; throws as a call
+  /// would. Calls connect by themselves: this only moves the cost to a chosen moment.
+  void connect();
   /// One ping round trip; returns its duration in seconds.
   double ping();
   /// Closes the current connection (if any) and opens a new one. Never done implicitly.

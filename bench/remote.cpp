@@ -1,0 +1,397 @@
+// remote: SshCache over a local subprocess pipe and over ssh to 127.0.0.1, as ratios to
+// floors measured in the same run over the same kind of pipe.
+//
+// Floors. Round trip: an echo (`cat`, locally or as `ssh host cat`) of one frame of the
+// size of a contains request; the measured side is contains() of a missing digest against a
+// memory cache, so that only the transport and the protocol are timed. Throughput: the rate
+// of unpipelined contains() over ssh (one call at a time), against which pipelined calls
+// (many threads on one SshCache) and batched calls (contains_many) are compared. Transfer:
+// `ssh host 'cat > /dev/null'` of the array's bytes (save) and `ssh host 'head -c N
+// /dev/zero'` read into a fresh buffer (load), each on an already-open ssh connection with
+// the same ssh options (cipher), against save() and load_value() of the array to a remote
+// memory cache. Peak memory: the high-water RSS (VmHWM, reset through clear_refs before each
+// transfer) of this process and of the remote server (the "remote" is this machine), as a
+// multiple of the array size. Measured and floor runs alternate; the median is reported.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <bench/bench.hpp>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <quiver/core/call.hpp>
+#include <quiver/core/errors.hpp>
+#include <quiver/core/fd.hpp>
+#include <quiver/remote/process.hpp>
+#include <quiver/remote/ssh_cache.hpp>
+#include <quiver/wire/frame.hpp>
+#include <quiver/wire/protocol.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace fs = std::filesystem;
+namespace qb = quiver::bench;
+using quiver::InvalidArgument;
+using quiver::StoreError;
+
+namespace {
+
+constexpr char kUsage[] =
+    R"(usage: bench_remote [options]
+Times SshCache over a local `quiver serve --stdio` subprocess and over ssh against echoes of
+the same bytes over the same kind of pipe, and prints a markdown table of ratios. The ssh
+rows need a reachable host (scripts/bench.sh --only remote starts a private sshd).
+  --quiver PATH         local quiver executable (default: quiver next to this program)
+  --host HOST           ssh destination; without it only the subprocess rows run
+  --ssh-config FILE     ssh -F FILE
+  --cipher NAME         ssh -c NAME, for quiver and the floor alike (default: ssh's choice)
+  --remote-quiver PATH  quiver on the remote host (default: quiver)
+  --remote-dir DIR      remote directory for the server's quiver.toml; it must be on a file
+                        system this program can write (as with the private sshd)
+  --bytes N             array size of the transfer rows (default 1G; env QUIVER_BENCH_BYTES)
+  --rounds N            round trips per latency row (default 4000)
+  --threads N           threads of the pipelined row (default 16)
+  --batch N             digests per contains_many (default 1000)
+  --reps N              repetitions of each transfer (default 3; env QUIVER_BENCH_REPS)
+  --dir DIR             local scratch directory (default $TMPDIR or /tmp)
+  --no-header           print the table rows without the header line
+)";
+
+constexpr double kRoundTripGoal = 1.25;  // at most, x the echo
+constexpr double kPipelineGoal = 20;     // at least, x the unpipelined rate
+constexpr double kTransferGoal = 0.8;    // at least, x the ssh cat rate
+constexpr double kMemoryGoal = 1.5;      // at most, x the array size
+
+/// Bytes that send_message writes for m.
+std::size_t frame_size(const quiver::wire::Message& m) {
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) throw StoreError("pipe2 failed", "frame_size");
+  quiver::Fd r(p[0]), w(p[1]);
+  {
+    quiver::wire::FrameWriter writer(w.get());
+    quiver::wire::send_message(writer, 1, m);
+  }
+  w.reset();
+  std::size_t n = 0;
+  char buf[4096];
+  for (ssize_t k; (k = ::read(r.get(), buf, sizeof buf)) > 0;) n += static_cast<std::size_t>(k);
+  return n;
+}
+
+/// Reads one line (up to '\n') from fd.
+std::string read_line(int fd, const std::string& what) {
+  std::string line;
+  char c;
+  for (;;) {
+    const auto k = ::read(fd, &c, 1);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) throw StoreError("no line from " + what, what);
+    if (c == '\n') return line;
+    line += c;
+  }
+}
+
+std::vector<std::string> ssh_argv(const std::vector<std::string>& options, const std::string& host,
+                                  const std::string& command) {
+  std::vector<std::string> argv{"ssh"};
+  argv.insert(argv.end(), options.begin(), options.end());
+  argv.insert(argv.end(), {"-T", "--", host, command});
+  return argv;
+}
+
+/// Echo round trips of `frame` bytes through p (which runs cat).
+double echo_once(quiver::Process& p, std::vector<std::byte>& frame) {
+  return qb::time_once([&] {
+    qb::write_all(p.stdin_fd().get(), frame, "echo stdin");
+    qb::read_all(p.stdout_fd().get(), frame, "echo stdout");
+  });
+}
+
+/// Latency of contains() against an echo of the request's frame size, in alternating blocks.
+qb::Row round_trip_row(const std::string& name, quiver::SshCache& cache, quiver::Process& echo,
+                       std::uint64_t rounds) {
+  const auto missing = quiver::Call("bench.remote.missing").digest();
+  std::vector<std::byte> frame(frame_size(quiver::wire::ContainsRequest{missing}));
+  for (int i = 0; i < 200; ++i) {  // warm up both (the echo's ssh connects here)
+    echo_once(echo, frame);
+    cache.contains(missing);
+  }
+  qb::Samples measured, floor;
+  constexpr std::uint64_t kBlocks = 10;
+  for (std::uint64_t b = 0; b < kBlocks; ++b) {
+    for (std::uint64_t i = 0; i < rounds / kBlocks; ++i) floor.add(echo_once(echo, frame));
+    for (std::uint64_t i = 0; i < rounds / kBlocks; ++i)
+      measured.add(qb::time_once([&] {
+        if (cache.contains(missing)) throw StoreError("a missing digest was found", name);
+      }));
+  }
+  return qb::latency_row(name + " (vs echo of its " + std::to_string(frame.size()) + "-byte frame)",
+                         measured, floor, kRoundTripGoal);
+}
+
+qb::Row rate_row(std::string name, double rate, double floor_rate) {
+  char m[64], f[64];
+  std::snprintf(m, sizeof m, "%.0f calls/s", rate);
+  std::snprintf(f, sizeof f, "%.0f calls/s", floor_rate);
+  const double ratio = rate / floor_rate;
+  return {std::move(name),
+          m,
+          f,
+          qb::format_ratio(ratio),
+          ">= " + qb::format_ratio(kPipelineGoal),
+          ratio >= kPipelineGoal ? "yes" : "no"};
+}
+
+/// Unpipelined, pipelined (threads) and batched contains() rates over cache.
+void throughput_rows(quiver::SshCache& cache, std::uint64_t rounds, std::uint64_t threads,
+                     std::uint64_t batch, std::vector<qb::Row>& rows) {
+  std::vector<quiver::Digest> digests;
+  for (std::uint64_t i = 0; i < std::max(rounds, batch); ++i)
+    digests.push_back(
+        quiver::Call("bench.remote.rate").arg("i", static_cast<std::int64_t>(i)).digest());
+  const double t_seq = qb::time_once([&] {
+    for (std::uint64_t i = 0; i < rounds; ++i) cache.contains(digests[i]);
+  });
+  const double seq_rate = static_cast<double>(rounds) / t_seq;
+
+  const std::uint64_t total = rounds * 8;  // more calls: the pipelined rate is higher
+  std::atomic<std::uint64_t> next{0};
+  const auto before = cache.stats().max_in_flight;
+  const double t_pipe = qb::time_once([&] {
+    std::vector<std::thread> pool;
+    for (std::uint64_t t = 0; t < threads; ++t)
+      pool.emplace_back([&] {
+        for (std::uint64_t i; (i = next++) < total;) cache.contains(digests[i % digests.size()]);
+      });
+    for (auto& th : pool) th.join();
+  });
+  std::cerr << "  pipelined: at most " << std::max(before, cache.stats().max_in_flight)
+            << " calls in flight\n";
+  rows.push_back(rate_row("contains() pipelined, " + std::to_string(threads) +
+                              " threads on one connection (vs unpipelined contains())",
+                          static_cast<double>(total) / t_pipe, seq_rate));
+
+  const std::span<const quiver::Digest> one_batch(digests.data(), batch);
+  const std::uint64_t batches = std::max<std::uint64_t>(1, total / batch);
+  const double t_batch = qb::time_once([&] {
+    for (std::uint64_t b = 0; b < batches; ++b)
+      if (cache.contains_many(one_batch).size() != batch)
+        throw StoreError("contains_many returned a wrong count", "bench_remote");
+  });
+  rows.push_back(rate_row(
+      "contains_many(), " + std::to_string(batch) + " digests per call (vs unpipelined contains())",
+      static_cast<double>(batches * batch) / t_batch, seq_rate));
+}
+
+/// VmHWM of pid in bytes.
+std::uint64_t peak_rss(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
+  throw StoreError("no VmHWM", "/proc/" + std::to_string(pid) + "/status");
+}
+
+/// Resets pid's VmHWM to its current RSS.
+void reset_peak_rss(pid_t pid) {
+  const std::string path = "/proc/" + std::to_string(pid) + "/clear_refs";
+  std::ofstream out(path);
+  out << "5";
+  if (!out) throw StoreError("cannot reset the peak RSS (needs Linux >= 4.0 and permission)", path);
+}
+
+std::uint64_t checksum(const quiver::Buffer& b) {
+  std::uint64_t h = 1469598103934665603u;
+  const auto* p = b.data();
+  const std::size_t words = b.size() / 8;
+  for (std::size_t i = 0; i < words; ++i) {
+    std::uint64_t w;
+    std::memcpy(&w, p + i * 8, 8);
+    h = (h ^ w) * 1099511628211u;
+  }
+  return h;
+}
+
+qb::Row memory_row(const std::string& name, const std::vector<double>& peaks,
+                   std::uint64_t nbytes) {
+  double worst = 0;
+  for (double p : peaks) worst = std::max(worst, p);
+  char m[64], f[64];
+  std::snprintf(m, sizeof m, "%.2f GiB", worst / double(1u << 30));
+  std::snprintf(f, sizeof f, "%.2f GiB (the array)",
+                static_cast<double>(nbytes) / double(1u << 30));
+  const double ratio = worst / static_cast<double>(nbytes);
+  return {name,
+          m,
+          f,
+          qb::format_ratio(ratio),
+          "<= " + qb::format_ratio(kMemoryGoal),
+          ratio <= kMemoryGoal ? "yes" : "no"};
+}
+
+struct Remote {
+  std::string host;
+  std::vector<std::string> ssh_options;
+};
+
+/// Save and load of nbytes over ssh against ssh cat of the same bytes; peak memory of both
+/// sides.
+void transfer_rows(quiver::SshCache& cache, const Remote& remote, std::uint64_t nbytes,
+                   std::uint64_t reps, const std::string& label, std::vector<qb::Row>& rows) {
+  const auto server = static_cast<pid_t>(cache.info()["pid"].get<std::int64_t>());
+  const pid_t self = ::getpid();
+  const std::uint64_t elements = nbytes / 8;
+  nbytes = elements * 8;
+  std::uint64_t sum = 0;
+  quiver::Digest digest;
+  qb::Samples save_s, save_floor, load_s, load_floor;
+  std::vector<double> save_client, save_server, load_client, load_server;
+  {
+    quiver::Array a(quiver::DType::uint64, {elements});
+    auto v = a.as_mutable<std::uint64_t>();
+    std::uint64_t x = 0x9e3779b97f4a7c15u;
+    for (auto& e : v) e = (x = x * 6364136223846793005u + 1442695040888963407u);
+    sum = checksum(a.buffer());
+    const auto entry = quiver::Entry::make(
+        quiver::Call("bench.remote.transfer").arg("bytes", static_cast<std::int64_t>(nbytes)),
+        quiver::Value(a));
+    digest = entry.digest;
+    const auto bytes = a.buffer().span();
+    for (std::uint64_t r = 0; r < reps; ++r) {
+      auto cat = quiver::Process::spawn(
+          ssh_argv(remote.ssh_options, remote.host, "echo ready; exec cat > /dev/null"));
+      read_line(cat.stdout_fd().get(), "ssh cat");  // connected: only the bytes are timed
+      const double t_floor = qb::time_once([&] {
+        qb::write_all(cat.stdin_fd().get(), bytes, "ssh cat stdin");
+        cat.stdin_fd().reset();
+        auto st = cat.wait_for(std::chrono::minutes(10));
+        if (!st || st->code != 0) throw StoreError("ssh cat failed", "bench_remote");
+      });
+      save_floor.add(t_floor);
+      cache.evict(digest);
+      reset_peak_rss(self);
+      reset_peak_rss(server);
+      const double t = qb::time_once([&] { cache.save(entry); });
+      save_s.add(t);
+      save_client.push_back(static_cast<double>(peak_rss(self)));
+      save_server.push_back(static_cast<double>(peak_rss(server)));
+      std::cerr << "  save rep " << r + 1 << ": ssh cat " << qb::format_duration(t_floor)
+                << ", quiver " << qb::format_duration(t) << "\n";
+    }
+  }  // the client drops its array: load starts from nothing
+  for (std::uint64_t r = 0; r < reps; ++r) {
+    auto head = quiver::Process::spawn(
+        ssh_argv(remote.ssh_options, remote.host,
+                 "echo ready; read go; exec head -c " + std::to_string(nbytes) + " /dev/zero"));
+    read_line(head.stdout_fd().get(), "ssh head");
+    const double t_floor = qb::time_once([&] {
+      qb::write_all(head.stdin_fd().get(), std::as_bytes(std::span<const char>("go\n", 3)),
+                    "ssh head stdin");
+      auto b = quiver::Buffer::allocate(nbytes);
+      qb::read_all(head.stdout_fd().get(), std::span(b.mutable_data(), nbytes), "ssh head stdout");
+    });
+    head.close();
+    load_floor.add(t_floor);
+    reset_peak_rss(self);
+    reset_peak_rss(server);
+    std::optional<quiver::Value> v;
+    const double t = qb::time_once([&] { v = cache.load_value(digest); });
+    load_s.add(t);
+    load_client.push_back(static_cast<double>(peak_rss(self)));
+    load_server.push_back(static_cast<double>(peak_rss(server)));
+    if (r == 0 && (!v || checksum(v->as_array().buffer()) != sum))
+      throw StoreError("the loaded array differs from the saved one", "bench_remote");
+    std::cerr << "  load rep " << r + 1 << ": ssh head " << qb::format_duration(t_floor)
+              << ", quiver " << qb::format_duration(t) << "\n";
+  }
+  char size[32];
+  std::snprintf(size, sizeof size, "%.3g GiB", static_cast<double>(nbytes) / double(1u << 30));
+  rows.push_back(qb::throughput_row(
+      std::string("save ") + size + " over " + label + " (vs ssh host cat > /dev/null)", nbytes,
+      save_s.median(), save_floor.median(), kTransferGoal));
+  rows.push_back(qb::throughput_row(std::string("load ") + size + " over " + label +
+                                        " (vs ssh host head -c N /dev/zero, fresh buffer)",
+                                    nbytes, load_s.median(), load_floor.median(), kTransferGoal));
+  rows.push_back(memory_row("peak RSS during save, client", save_client, nbytes));
+  rows.push_back(memory_row("peak RSS during save, server (memory cache)", save_server, nbytes));
+  rows.push_back(memory_row("peak RSS during load, client", load_client, nbytes));
+  rows.push_back(memory_row("peak RSS during load, server (memory cache)", load_server, nbytes));
+}
+
+std::string write_memory_config(const fs::path& dir) {
+  const auto file = dir / "bench-remote-quiver.toml";
+  std::ofstream out(file);
+  out << "[default]\ncache = \"mem\"\n\n[mem]\ntype = \"memory\"\n";
+  if (!out) throw StoreError("cannot write", file.string());
+  return file.string();
+}
+
+int run(int argc, char** argv) {
+  qb::Flags flags(argc, argv, kUsage);
+  const fs::path self_dir = fs::read_symlink("/proc/self/exe").parent_path();
+  const std::string quiver = flags.text("--quiver", nullptr, (self_dir / "quiver").string());
+  Remote remote;
+  remote.host = flags.text("--host", nullptr, "");
+  const std::string ssh_config = flags.text("--ssh-config", nullptr, "");
+  const std::string cipher = flags.text("--cipher", nullptr, "");
+  const std::string remote_quiver = flags.text("--remote-quiver", nullptr, "quiver");
+  const std::string remote_dir = flags.text("--remote-dir", nullptr, "");
+  const std::uint64_t bytes = flags.size("--bytes", "QUIVER_BENCH_BYTES", 1u << 30);
+  const std::uint64_t rounds = flags.size("--rounds", nullptr, 4000);
+  const std::uint64_t threads = flags.size("--threads", nullptr, 16);
+  const std::uint64_t batch = flags.size("--batch", nullptr, 1000);
+  const std::uint64_t reps = flags.size("--reps", "QUIVER_BENCH_REPS", 3);
+  const fs::path dir = flags.text("--dir", "QUIVER_BENCH_DIR", qb::default_work_dir());
+  const bool header = !flags.present("--no-header");
+  flags.finish();
+  if (bytes < 8 || rounds < 10 || threads == 0 || batch == 0 || reps == 0)
+    throw InvalidArgument("--bytes, --rounds, --threads, --batch and --reps must be positive",
+                          "bench_remote");
+  if (!ssh_config.empty()) remote.ssh_options = {"-F", ssh_config};
+  if (!cipher.empty()) remote.ssh_options.insert(remote.ssh_options.end(), {"-c", cipher});
+
+  std::vector<qb::Row> rows;
+  qb::ScratchDir scratch(dir, "quiver-bench-remote");
+  {
+    std::cerr << "remote: local subprocess " << quiver << "\n";
+    quiver::SshCacheOptions o;
+    o.transport = quiver::Transport::subprocess;
+    o.quiver = quiver;
+    o.config = write_memory_config(scratch.path());
+    quiver::SshCache cache(o);
+    auto cat = quiver::Process::spawn({"cat"});
+    rows.push_back(
+        round_trip_row("contains() round trip, local subprocess pipe", cache, cat, rounds));
+  }
+  if (!remote.host.empty()) {
+    std::cerr << "remote: ssh " << remote.host << "\n";
+    quiver::SshCacheOptions o;
+    o.host = remote.host;
+    o.ssh_options = remote.ssh_options;
+    o.quiver = remote_quiver;
+    if (!remote_dir.empty()) o.config = write_memory_config(remote_dir);
+    o.call_timeout = std::chrono::minutes(10);
+    quiver::SshCache cache(o);
+    auto cat = quiver::Process::spawn(ssh_argv(remote.ssh_options, remote.host, "exec cat"));
+    rows.push_back(
+        round_trip_row("contains() round trip, ssh to " + remote.host, cache, cat, rounds));
+    cat.close();
+    throughput_rows(cache, rounds, threads, batch, rows);
+    transfer_rows(cache, remote, bytes, reps, "ssh" + (cipher.empty() ? "" : " (" + cipher + ")"),
+                  rows);
+  }
+  qb::print_table(std::cout, rows, header);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "bench_remote: " << e.what() << "\n";
+    return 1;
+  }
+}

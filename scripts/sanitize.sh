@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# The sanitizer and fuzzing step of the test suite (docs/reliability.md), each in a build
+# directory of its own beside the sources:
+#   asan  build-asan: gcc, -DQUIVER_SANITIZE=address,undefined; every unit and integration
+#         test and the fuzz corpus replays, halting on the first report, leaks included.
+#   tsan  build-tsan: gcc, -DQUIVER_SANITIZE=thread; the tests that run threads against one
+#         another (client pipelining, the server loop, concurrent store writers, memory
+#         cache, reader deadlines and signals).
+#   fuzz  build-fuzz: clang-14 with libFuzzer; each target for QUIVER_FUZZ_SECONDS (45).
+# Usage: scripts/sanitize.sh [asan] [tsan] [fuzz]     (no argument: all three)
+# Environment: QUIVER_JOBS (2), QUIVER_FUZZ_SECONDS, QUIVER_SANITIZE_ROOT (where the build
+# directories go; default: the source tree). Prints the time each step took.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+out=${QUIVER_SANITIZE_ROOT:-$here}
+jobs=${QUIVER_JOBS:-2}
+supp=$here/tests/sanitizers
+steps=("$@")
+[ ${#steps[@]} -eq 0 ] && steps=(asan tsan fuzz)
+
+# Halt at the first report, with a stack; suppressions cover third-party code only.
+export ASAN_OPTIONS="halt_on_error=1:detect_leaks=1:abort_on_error=0:strict_string_checks=1:detect_stack_use_after_return=0"
+export LSAN_OPTIONS="suppressions=$supp/lsan.supp:print_suppressions=0"
+export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:suppressions=$supp/ubsan.supp"
+export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$supp/tsan.supp"
+
+configure() {  # configure DIR extra-args...
+  local dir=$1
+  shift
+  cmake -S "$here" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQUIVER_WERROR=ON \
+    -DQUIVER_BUILD_BENCH=OFF -DQUIVER_BUILD_DEMO=OFF -DQUIVER_MPI=OFF "$@" >/dev/null
+}
+
+# The test programs of an area: tests/<area>/<name>_test.cpp -> <area>_<name>_test.
+programs() {
+  for src in "$here"/tests/"$1"/*_test.cpp; do
+    echo "$1_$(basename "$src" .cpp)"
+  done
+}
+
+status=0
+# Inside `if`, errexit is off: the step functions return at their first failing command.
+step() {  # step NAME command...: runs it, reports its time, remembers a failure
+  local name=$1 t0=$SECONDS
+  shift
+  echo "== sanitize: $name"
+  if "$@"; then
+    echo "== sanitize: $name passed in $((SECONDS - t0)) s"
+  else
+    echo "== sanitize: $name FAILED after $((SECONDS - t0)) s"
+    status=1
+  fi
+}
+
+asan() {
+  local b=$out/build-asan
+  configure "$b" -DQUIVER_SANITIZE=address,undefined || return
+  # shellcheck disable=SC2046
+  cmake --build "$b" -j"$jobs" --target quiver_cli $(programs unit) $(programs integration) \
+    fuzz_wire_corpus fuzz_value_corpus fuzz_digest_corpus fuzz_config_corpus || return
+  (cd "$b" && ctest --output-on-failure -j"$jobs" --timeout 900 -L '^(unit|integration|fuzz)$' \
+    -LE libfuzzer)
+}
+
+# The tests that exercise threads against one another, as ctest -R patterns.
+tsan_tests='^unit\.(MemoryCache|RemoteServer|WireFrameReader|Hdf5StoreTest\.Concurrent)|^integration\.(Remote|StoreConcurrency)'
+
+tsan() {
+  local b=$out/build-tsan
+  configure "$b" -DQUIVER_SANITIZE=thread || return
+  local targets=(quiver_cli unit_memory_cache_test unit_remote_server_test unit_wire_frame_test
+    unit_hdf5_store_test integration_store_concurrency_test)
+  for p in $(programs integration); do
+    case $p in integration_remote_*) targets+=("$p") ;; esac
+  done
+  cmake --build "$b" -j"$jobs" --target "${targets[@]}" || return
+  (cd "$b" && ctest --output-on-failure -j"$jobs" --timeout 900 -R "$tsan_tests")
+}
+
+fuzz() {
+  if ! command -v clang++-14 >/dev/null; then
+    echo "sanitize: clang++-14 not found; the libFuzzer targets need it (scripts/install-deps.sh)"
+    return 1
+  fi
+  local b=$out/build-fuzz
+  configure "$b" -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 \
+    -DQUIVER_FUZZ_SECONDS="${QUIVER_FUZZ_SECONDS:-45}" || return
+  cmake --build "$b" -j"$jobs" --target fuzz_wire fuzz_value fuzz_digest fuzz_config || return
+  # One target at a time: each already uses a core at full speed.
+  (cd "$b" && ctest --output-on-failure -j1 -L libfuzzer)
+}
+
+total=$SECONDS
+for s in "${steps[@]}"; do
+  case $s in
+    asan | tsan | fuzz) step "$s" "$s" ;;
+    *)
+      echo "usage: $0 [asan] [tsan] [fuzz]" >&2
+      exit 2
+      ;;
+  esac
+done
+echo "== sanitize: done in $((SECONDS - total)) s"
+exit $status
