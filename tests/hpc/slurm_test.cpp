@@ -157,12 +157,18 @@ TEST_F(SlurmTest, TheMpiJobUsesOneSshConnectionWithModuleLoadAndIsServedFromItNe
   }
   quiver::testing::RemoteDir remote("slurm-mpi");
   remote.write_config();
+  // As slurm/quiver.toml's [[job]]: node-local scratch private to the job, then the cluster
+  // cache over ssh, which also receives every save (write_through).
   write_file(dir / "quiver.toml",
-             "[default]\ncache = \"cluster\"\n[cluster]\ntype = \"ssh\"\nhost = \"" + f->host +
-                 "\"\nssh_options = [\"-F\", \"" + f->config + "\"]\nworkdir = \"" +
+             "[default]\ncache = \"job\"\n"
+             "[[job]]\ntype = \"hdf5\"\npath = \"" +
+                 (dir / "scratch").string() +
+                 "/quiver-${SLURM_JOB_ID}\"\nfsync = false\n"
+                 "[[job]]\ntype = \"ssh\"\nhost = \"" +
+                 f->host + "\"\nssh_options = [\"-F\", \"" + f->config + "\"]\nworkdir = \"" +
                  remote.path().string() + "\"\nsetup_commands = [\"module use " +
                  (prefix() / "share/modulefiles").string() +
-                 "\", \"module load quiver\"]\nlogin_shell = true\n");
+                 "\", \"module load quiver\"]\nlogin_shell = true\nwrite_through = true\n");
   RunResult r;
   const int before = ssh_connections(*f);
   auto first = run_mpi_job(*this, r);
@@ -170,6 +176,7 @@ TEST_F(SlurmTest, TheMpiJobUsesOneSshConnectionWithModuleLoadAndIsServedFromItNe
   EXPECT_EQ(ssh_connections(*f) - before, 1) << "one ssh connection for the whole job";
   EXPECT_EQ(first.rfind("0 of ", 0), 0u) << first;
   EXPECT_TRUE(fs::exists(remote / "store")) << "the results went to the remote store";
+  // The second job has a scratch layer of its own: its hits come from the cluster.
   auto second = run_mpi_job(*this, r);
   ASSERT_EQ(r.status, 0) << r.out << r.err << logs();
   EXPECT_EQ(ssh_connections(*f) - before, 2);

@@ -117,7 +117,7 @@ class BadInput : public ::testing::Test {
       auto loaded = s.load(e.digest);
       ASSERT_TRUE(loaded) << "seeded entry " << e.digest.hex() << " no longer loads";
       EXPECT_EQ(loaded->result, e.result);
-      EXPECT_EQ(loaded->call.function(), e.call.function());
+      EXPECT_EQ(loaded->call.function, e.call.function);
     }
     auto report = s.fsck(FsckOptions{});
     EXPECT_TRUE(report.clean()) << report.corrupt.size() << " corrupt, "

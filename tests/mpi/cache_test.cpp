@@ -143,12 +143,17 @@ TEST_P(MpiCacheTest, OtherRanksAreServedWhileRankZeroSitsInABarrier) {
   }
 }
 
+// Three ranks call contains in a loop while each round on rank 0 takes 5 ms (a slow remote):
+// with one serving thread, requests pile up during a round and the next round takes them
+// all in one contains_many.
 TEST_P(MpiCacheTest, RequestsArrivingTogetherShareOneBatchedCall) {
   if (GetParam() != "memory") GTEST_SKIP() << "counted on the in-memory cache";
-  auto cache = make();
+  Options one_round_at_a_time;
+  one_round_at_a_time.progress_threads = 1;
+  auto cache = make(one_round_at_a_time);
   const int rank = cache->rank();
   constexpr int kCalls = 30;
-  if (rank == 0) counting_->batch_delay = std::chrono::milliseconds(5);  // a slow round trip
+  if (rank == 0) counting_->batch_delay = std::chrono::milliseconds(5);
   MPI_Barrier(MPI_COMM_WORLD);
   if (rank != 0) {
     for (int i = 0; i < kCalls; ++i) EXPECT_FALSE(cache->contains(call_of("co", rank, i).digest()));
@@ -161,6 +166,26 @@ TEST_P(MpiCacheTest, RequestsArrivingTogetherShareOneBatchedCall) {
     // Without coalescing there would be one call per request.
     EXPECT_LE(counting_->contains_many_calls, requests * 2 / 3) << "calls for " << requests;
     EXPECT_EQ(static_cast<std::uint64_t>(counting_->contains_many_calls), cache->stats().calls);
+    EXPECT_EQ(counting_->max_concurrent, 1);
+  }
+}
+
+// The same load with several serving threads: rounds overlap, so one slow round does not
+// hold up the requests that arrive during it.
+TEST_P(MpiCacheTest, RoundsOverlapWhileTheRemoteIsSlow) {
+  if (GetParam() != "memory") GTEST_SKIP() << "counted on the in-memory cache";
+  auto cache = make();
+  const int rank = cache->rank();
+  constexpr int kCalls = 30;
+  if (rank == 0) counting_->batch_delay = std::chrono::milliseconds(5);
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (rank != 0) {
+    for (int i = 0; i < kCalls; ++i) EXPECT_FALSE(cache->contains(call_of("ov", rank, i).digest()));
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (rank == 0) {
+    EXPECT_GE(counting_->max_concurrent, 2);
+    EXPECT_LE(counting_->max_concurrent, static_cast<int>(cache->options().progress_threads));
   }
 }
 

@@ -76,7 +76,11 @@ bool CountingCache::contains(const Digest& d) {
 }
 std::vector<bool> CountingCache::contains_many(std::span<const Digest> digests) {
   ++contains_many_calls;
+  const int now = ++in_progress_;
+  for (int seen = max_concurrent; now > seen && !max_concurrent.compare_exchange_weak(seen, now);) {
+  }
   if (batch_delay.count() > 0) std::this_thread::sleep_for(batch_delay);
+  --in_progress_;
   std::vector<bool> out;
   for (const auto& d : digests) out.push_back(MemoryCache::contains(d));
   return out;

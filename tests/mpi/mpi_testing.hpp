@@ -34,6 +34,8 @@ class CountingCache : public MemoryCache {
   std::chrono::milliseconds batch_delay{0};
   std::atomic<int> contains_calls{0}, contains_many_calls{0}, load_many_calls{0},
       save_many_calls{0}, single_calls{0};
+  /// The most contains_many calls that were in progress at once.
+  std::atomic<int> max_concurrent{0};
 
   using MemoryCache::query;
   using MemoryCache::save;
@@ -46,6 +48,9 @@ class CountingCache : public MemoryCache {
   void save_many(std::span<const Entry> entries) override;
   /// Calls of any kind.
   int total() const;
+
+ private:
+  std::atomic<int> in_progress_{0};
 };
 
 /// A directory holding server.toml (one HDF5 store, the default cache) for `quiver serve`,

@@ -107,16 +107,18 @@ TEST_F(BadInputApi, EveryBackendRejectsPathLikeAndNonHexPrefixesNamingThem) {
   backends.emplace_back("stack", std::make_unique<CacheStack>(std::move(layers)));
 
   for (auto& [label, cache] : backends) {
-    for (std::string bad : {"", "/", "../", "..", "../../etc/passwd", "ab/../cd", "./abcd", "ABCD",
-                            "abcg", "abc", std::string("ab\0cd", 5)}) {
+    for (const std::string& bad :
+         std::vector<std::string>{"", "/", "../", "..", "../../etc/passwd", "ab/../cd", "./abcd",
+                                  "ABCD", "abcg", "abc", std::string("ab\0cd", 5)}) {
       try {
         cache->expand(bad);
         ADD_FAILURE() << label << " expanded '" << bad << "'";
       } catch (const InvalidArgument& e) {
         EXPECT_TRUE(has(e.message(), "prefix")) << label << ": " << e.what();
         EXPECT_FALSE(e.where().empty()) << label << ": " << e.what();
-        if (!bad.empty() && bad.find('\0') == std::string::npos && bad.size() >= 4)
+        if (!bad.empty() && bad.find('\0') == std::string::npos && bad.size() >= 4) {
           EXPECT_TRUE(has(e.message(), bad)) << label << ": " << e.what();
+        }
       } catch (const std::exception& e) {
         ADD_FAILURE() << label << " '" << bad << "': " << e.what();
       }

@@ -67,6 +67,42 @@ TEST(CacheStack, SaveGoesToTheFirstLayerOnly) {
   EXPECT_FALSE(s.bottom->contains(e.digest));
 }
 
+TEST(CacheStack, SaveAlsoReachesAWriteThroughLayer) {
+  auto top = std::make_unique<MemoryCache>(), middle = std::make_unique<MemoryCache>(),
+       bottom = std::make_unique<MemoryCache>();
+  auto *t = top.get(), *m = middle.get(), *b = bottom.get();
+  std::vector<std::unique_ptr<Cache>> layers;
+  layers.push_back(std::move(top));
+  layers.push_back(std::move(middle));
+  layers.push_back(std::move(bottom));
+  CacheStack stack(std::move(layers), {false, false, true});
+  auto one = entry(1);
+  std::vector<Entry> batch{entry(2), entry(3)};
+  stack.save(one);
+  stack.save_many(batch);
+  for (const auto& e : {one, batch[0], batch[1]}) {
+    EXPECT_TRUE(t->contains(e.digest)) << "layer 0 always takes saves";
+    EXPECT_FALSE(m->contains(e.digest)) << "not write-through";
+    EXPECT_TRUE(b->contains(e.digest)) << "write-through";
+  }
+  EXPECT_EQ(stack.config()[2]["write_through"], true);
+  EXPECT_FALSE(stack.config()[1].contains("write_through"));
+}
+
+TEST(CacheStack, AFailedWriteThroughIsAnErrorOfTheSave) {
+  std::vector<std::unique_ptr<Cache>> layers;
+  layers.push_back(std::make_unique<MemoryCache>());
+  layers.push_back(std::make_unique<ReadOnlyCache>(std::make_unique<MemoryCache>()));
+  CacheStack stack(std::move(layers), {false, true});
+  EXPECT_THROW(stack.save(entry(1)), Rejected);
+}
+
+TEST(CacheStack, WriteThroughFlagsMustMatchTheLayers) {
+  std::vector<std::unique_ptr<Cache>> layers;
+  layers.push_back(std::make_unique<MemoryCache>());
+  EXPECT_THROW(CacheStack(std::move(layers), {false, true}), InvalidArgument);
+}
+
 TEST(CacheStack, LoadReadsThroughToADeeperLayer) {
   TwoLayers s;
   auto e = entry(1);

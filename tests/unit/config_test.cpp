@@ -225,6 +225,25 @@ TEST_F(Config, StackBuildsLayersOfTheRightTypesInOrder) {
   EXPECT_NE(dynamic_cast<MemoryCache*>(&ro->inner()), nullptr);
 }
 
+TEST_F(Config, WriteThroughLayersReceiveSaves) {
+  auto r = resolve_file(
+      "[[job]]\ntype = \"memory\"\n\n"
+      "[[job]]\ntype = \"hdf5\"\npath = \"shared\"\nwrite_through = true\n",
+      "job");
+  auto cache = make_cache(r);
+  auto* stack = dynamic_cast<CacheStack*>(cache.get());
+  ASSERT_NE(stack, nullptr);
+  Entry e = Entry::make(Call("f").arg("x", 1), Value(1));
+  cache->save(e);
+  EXPECT_TRUE(stack->layers()[0]->contains(e.digest));
+  EXPECT_TRUE(stack->layers()[1]->contains(e.digest));
+}
+
+TEST_F(Config, WriteThroughOnTheFirstLayerOrATableIsAnUnknownKey) {
+  EXPECT_THROW(resolve_file("[[s]]\ntype = \"memory\"\nwrite_through = true\n", "s"), ConfigError);
+  EXPECT_THROW(resolve_file("[t]\ntype = \"memory\"\nwrite_through = true\n", "t"), ConfigError);
+}
+
 TEST_F(Config, ReadOnlyWrapsTheCache) {
   auto cache = make_cache(resolve_file("[ro]\ntype = \"memory\"\nread_only = true\n", "ro"));
   EXPECT_TRUE(cache->read_only());
@@ -477,7 +496,7 @@ TEST_F(RoundTrip, StackOfEveryKind) {
   auto tree =
       nlohmann::json::array({{{"type", "memory"}},
                              {{"type", "hdf5"}, {"path", (tmp / "shared").string()}, {"gzip", 2}},
-                             {{"type", "memory"}, {"read_only", true}}});
+                             {{"type", "memory"}, {"read_only", true}, {"write_through", true}}});
   auto cache = make_cache(tree, "tiers");
   auto again = round_trip(*cache);
   EXPECT_EQ(again->config(), cache->config());

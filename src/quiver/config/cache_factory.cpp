@@ -110,10 +110,12 @@ constexpr std::array kCacheTypes{
     CacheType{"subprocess", subprocess_cache},
 };
 
-/// Reads one cache table: type, read_only and the type's own keys.
+/// Reads one cache table: type, read_only and the type's own keys; for a layer of a stack
+/// below the first (write_through non-null), also its write_through flag.
 CacheBuilder read_table(nlohmann::json& table, const std::string& label, const std::string& pointer,
-                        const Origin& origin) {
+                        const Origin& origin, bool* write_through = nullptr) {
   TableReader t(table, label, pointer, origin);
+  if (write_through) *write_through = t.boolean("write_through").value_or(false);
   const auto type_name = t.required_string("type");
   const auto* type = std::find_if(kCacheTypes.begin(), kCacheTypes.end(),
                                   [&](const CacheType& c) { return c.name == type_name; });
@@ -141,17 +143,21 @@ CacheBuilder read_cache_config(nlohmann::json& tree, std::string_view name, cons
     throw ConfigError(table_label(name, 0) + ": a stack needs at least one layer",
                       origin.where(""));
   std::vector<CacheBuilder> layers;
+  std::vector<bool> write_through(tree.size(), false);
   for (std::size_t i = 0; i < tree.size(); ++i) {
     const auto pointer = "/" + std::to_string(i);
     if (!tree[i].is_object())
       throw ConfigError(table_label(name, i) + ": expected a table, got " + json_kind(tree[i]),
                         origin.where(pointer));
-    layers.push_back(read_table(tree[i], table_label(name, i), pointer, origin));
+    bool through = false;
+    layers.push_back(
+        read_table(tree[i], table_label(name, i), pointer, origin, i > 0 ? &through : nullptr));
+    write_through[i] = through;
   }
-  return [layers = std::move(layers)] {
+  return [layers = std::move(layers), write_through = std::move(write_through)] {
     std::vector<std::unique_ptr<Cache>> built;
     for (const auto& layer : layers) built.push_back(layer());
-    return std::make_unique<CacheStack>(std::move(built));
+    return std::make_unique<CacheStack>(std::move(built), write_through);
   };
 }
 

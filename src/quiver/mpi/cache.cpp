@@ -4,6 +4,7 @@
 #include <climits>
 #include <cstdlib>
 #include <map>
+#include <mutex>
 #include <new>
 #include <quiver/core/log.hpp>
 #include <quiver/mpi/cache.hpp>
@@ -98,7 +99,7 @@ bool transport_failure(ErrorCode c) {
   return c == ErrorCode::remote_connection || c == ErrorCode::timeout;
 }
 
-// One request from another rank, as rank 0's progress thread holds it. Single-digest and
+// One request from another rank, as one of rank 0's serving threads holds it. Single-digest and
 // single-entry operations use the vectors with one element, so they batch with the many forms.
 struct Pending {
   int source = -1;
@@ -248,7 +249,8 @@ struct Cache::Impl {
   nlohmann::json config;
   bool read_only = false;
 
-  std::thread progress;
+  std::vector<std::thread> progress;
+  std::mutex receiving;  // held by the serving thread that polls for requests
   std::atomic<bool> stop{false};
   std::atomic<std::uint32_t> next_tag{0};
   std::atomic<std::uint64_t> served{0}, rounds{0}, calls{0};
@@ -301,7 +303,7 @@ struct Cache::Impl {
     return out;
   }
 
-  // --- rank 0's progress thread -----------------------------------------------------------
+  // --- rank 0's serving threads ------------------------------------------------------------
 
   /// Runs fn on the group in one call; when that fails for a reason other than the transport,
   /// runs it on each request alone, so that each gets its own outcome.
@@ -427,32 +429,44 @@ struct Cache::Impl {
     detail::send_body(comm, p.source, p.tag, p.tag, {}, w, options.chunk_bytes);
   }
 
+  /// Takes every request waiting as one batch, polling until there is one (or the cache
+  /// stops: then the batch is empty). One serving thread at a time polls.
+  std::vector<Pending> take_batch() {
+    std::lock_guard lock(receiving);
+    detail::Poller poller(options.spin, options.max_sleep);
+    std::vector<Pending> batch;
+    while (!stop.load(std::memory_order_acquire)) {
+      while (batch.size() < options.max_batch) {
+        int found = 0;
+        MPI_Message message;
+        MPI_Status status;
+        detail::check(MPI_Improbe(MPI_ANY_SOURCE, kTagRequest, comm, &found, &message, &status),
+                      "MPI_Improbe");
+        if (!found) break;
+        batch.push_back(receive_request(message, status));
+      }
+      if (!batch.empty()) break;
+      poller.pause();
+    }
+    return batch;
+  }
+
+  /// One of rank 0's serving threads: takes a batch, serves it while another thread polls,
+  /// replies. So up to progress_threads rounds are in flight at once (the real cache is
+  /// thread-safe and remote ones pipeline), and requests that arrive while every thread is
+  /// busy are coalesced into the next round.
   void serve() {
     auto log = logger("quiver.mpi");
-    detail::Poller poller(options.spin, options.max_sleep);
     while (!stop.load(std::memory_order_acquire)) {
       try {
-        std::vector<Pending> batch;
-        while (batch.size() < options.max_batch) {
-          int found = 0;
-          MPI_Message message;
-          MPI_Status status;
-          detail::check(MPI_Improbe(MPI_ANY_SOURCE, kTagRequest, comm, &found, &message, &status),
-                        "MPI_Improbe");
-          if (!found) break;
-          batch.push_back(receive_request(message, status));
-        }
-        if (batch.empty()) {
-          poller.pause();
-          continue;
-        }
+        auto batch = take_batch();
+        if (batch.empty()) continue;
         served += batch.size();
         ++rounds;
         serve_round(batch);
         for (const auto& p : batch) reply(p);
-        poller = detail::Poller(options.spin, options.max_sleep);
       } catch (const std::exception& e) {
-        log->error("rank 0 progress thread: {}", e.what());
+        log->error("rank 0 serving thread: {}", e.what());
       }
     }
   }
@@ -575,6 +589,8 @@ Cache::Cache(MPI_Comm comm, Opener opener, Options options) : impl_(std::make_un
     throw InvalidArgument("MPI is not initialised (or already finalised)", kWhere);
   if (options.chunk_bytes < 4096 || options.chunk_bytes > static_cast<std::size_t>(INT_MAX))
     throw InvalidArgument("chunk_bytes must be between 4096 and INT_MAX", kWhere);
+  if (options.progress_threads < 1 || options.max_batch < 1)
+    throw InvalidArgument("progress_threads and max_batch must be at least 1", kWhere);
   m.options = options;
   detail::check(MPI_Comm_dup(comm, &m.comm), "MPI_Comm_dup");
   detail::check(MPI_Comm_set_errhandler(m.comm, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
@@ -594,7 +610,7 @@ Cache::Cache(MPI_Comm comm, Opener opener, Options options) : impl_(std::make_un
   if (options.mode == Mode::independent && low[0] < MPI_THREAD_MULTIPLE)
     throw InvalidArgument(
         std::string("independent use needs MPI_THREAD_MULTIPLE (rank 0 serves the other ranks "
-                    "from a progress thread), but MPI was initialised with ") +
+                    "from progress threads), but MPI was initialised with ") +
             thread_level_name(static_cast<int>(low[0])) + (level == low[0] ? "" : " on some rank") +
             ": initialise with MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided), or "
             "build the cache with Mode::collective (collective operations on every rank, "
@@ -637,7 +653,9 @@ Cache::Cache(MPI_Comm comm, Opener opener, Options options) : impl_(std::make_un
   });
   if (failure) failure->raise();
 
-  if (m.rank == 0 && m.size > 1 && m.independent()) m.progress = std::thread([&m] { m.serve(); });
+  if (m.rank == 0 && m.size > 1 && m.independent())
+    for (std::size_t i = 0; i < options.progress_threads; ++i)
+      m.progress.emplace_back([&m] { m.serve(); });
 }
 
 Cache::~Cache() {
@@ -654,7 +672,7 @@ Cache::~Cache() {
     }
   }
   m.stop.store(true, std::memory_order_release);
-  if (m.progress.joinable()) m.progress.join();
+  for (auto& t : m.progress) t.join();
 }
 
 void Cache::save(const Entry& entry) {

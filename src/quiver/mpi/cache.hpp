@@ -20,17 +20,17 @@ namespace quiver::mpi {
 
 /// What the ranks may do with the cache; it decides the MPI thread level needed.
 enum class Mode {
-  /// Any rank calls any operation at any time; rank 0 serves the others from a progress
-  /// thread. Needs MPI_THREAD_MULTIPLE.
+  /// Any rank calls any operation at any time; rank 0 serves the others from progress
+  /// threads. Needs MPI_THREAD_MULTIPLE.
   independent,
   /// Collective operations on every rank, the single-rank operations on rank 0 only. No
-  /// progress thread; works at any thread level.
+  /// progress threads; works at any thread level.
   collective,
 };
 
 struct Options {
   Mode mode = Mode::independent;
-  /// A waiting thread (a caller, or rank 0's progress thread after a request) polls without
+  /// A waiting thread (a caller, or a serving thread of rank 0) polls without
   /// sleeping for this long, then sleeps in doubling steps up to max_sleep.
   std::chrono::microseconds spin{1000};
   std::chrono::microseconds max_sleep{1000};
@@ -39,6 +39,9 @@ struct Options {
   std::size_t chunk_bytes = 32u << 20;
   /// Most requests rank 0 gathers into one round of batched calls.
   std::size_t max_batch = 4096;
+  /// Threads serving the other ranks on rank 0: the most rounds in flight at once. Requests
+  /// that arrive while all are busy are coalesced into the next round.
+  std::size_t progress_threads = 4;
 };
 
 /// Opens the real cache; called on rank 0 only.
@@ -53,7 +56,7 @@ class Cache : public quiver::Cache {
   explicit Cache(MPI_Comm comm, const OpenOptions& open = {}, Options options = {});
   /// As above, with rank 0 calling opener for the real cache.
   Cache(MPI_Comm comm, Opener opener, Options options = {});
-  /// Collective: waits until every rank is done with the cache, stops the progress thread,
+  /// Collective: waits until every rank is done with the cache, stops the progress threads,
   /// closes the real cache and frees the communicator. Call before MPI_Finalize.
   ~Cache() override;
 
@@ -110,7 +113,7 @@ class Cache : public quiver::Cache {
     std::uint64_t rounds = 0;    ///< rounds of batched calls they were served in
     std::uint64_t calls = 0;     ///< calls made on the real cache for them
   };
-  /// Counters of rank 0's progress thread (zero on other ranks).
+  /// Counters of rank 0's serving threads (zero on other ranks).
   Stats stats() const;
 
  private:

@@ -136,11 +136,16 @@ Poller::Poller(std::chrono::microseconds spin, std::chrono::microseconds max_sle
     : start_(std::chrono::steady_clock::now()), spin_(spin), max_sleep_(max_sleep) {}
 
 void Poller::pause() {
-  if (std::chrono::steady_clock::now() - start_ < spin_) {
+  const auto elapsed = std::chrono::steady_clock::now() - start_;
+  if (elapsed < spin_) {
     sched_yield();
     return;
   }
-  std::this_thread::sleep_for(sleep_);
+  // Never sleep more than a tenth of the time waited so far: a long wait ends at most about
+  // 10 % late.
+  const auto tenth = std::chrono::duration_cast<std::chrono::microseconds>(elapsed / 10);
+  std::this_thread::sleep_for(
+      std::min({sleep_, max_sleep_, std::max(tenth, std::chrono::microseconds(1))}));
   sleep_ = std::min(sleep_ * 2, max_sleep_);
 }
 

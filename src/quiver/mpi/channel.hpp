@@ -27,7 +27,8 @@ wire::WireLimits rank_limits();
 void check(int rc, const char* what);
 
 /// Waits by polling: spins (yielding the CPU) for `spin`, then sleeps in doubling steps up
-/// to `max_sleep`, so an idle waiter costs almost no CPU and a busy one answers quickly.
+/// to `max_sleep` but never longer than a tenth of the time waited so far, so an idle waiter
+/// costs almost no CPU, a busy one answers quickly and a long wait ends at most ~10 % late.
 class Poller {
  public:
   Poller(std::chrono::microseconds spin, std::chrono::microseconds max_sleep);

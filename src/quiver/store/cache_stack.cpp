@@ -50,15 +50,30 @@ std::vector<std::size_t> read_through(const std::vector<std::unique_ptr<Cache>>&
 }
 }  // namespace
 
-CacheStack::CacheStack(std::vector<std::unique_ptr<Cache>> layers) : layers_(std::move(layers)) {
+CacheStack::CacheStack(std::vector<std::unique_ptr<Cache>> layers)
+    : CacheStack(std::move(layers), {}) {}
+
+CacheStack::CacheStack(std::vector<std::unique_ptr<Cache>> layers, std::vector<bool> write_through)
+    : layers_(std::move(layers)), write_through_(std::move(write_through)) {
   if (layers_.empty())
     throw InvalidArgument("a stack needs at least one layer", std::string(kWhere));
   for (const auto& layer : layers_)
     if (!layer) throw InvalidArgument("a stack layer is null", std::string(kWhere));
+  if (write_through_.empty()) write_through_.assign(layers_.size(), false);
+  if (write_through_.size() != layers_.size())
+    throw InvalidArgument("write_through has " + std::to_string(write_through_.size()) +
+                              " flags for " + std::to_string(layers_.size()) + " layers",
+                          std::string(kWhere));
+  write_through_.front() = true;  // layer 0 always takes saves
 }
 
 void CacheStack::save(const Entry& entry) {
-  layers_.front()->save(entry);
+  save_many(std::span(&entry, 1));
+}
+
+void CacheStack::save_many(std::span<const Entry> entries) {
+  for (std::size_t i = 0; i < layers_.size(); ++i)
+    if (write_through_[i]) layers_[i]->save_many(entries);
 }
 
 std::optional<Entry> CacheStack::load(const Digest& digest) {
@@ -153,7 +168,10 @@ bool CacheStack::evict(const Digest& digest) {
 
 nlohmann::json CacheStack::config() const {
   auto layers = nlohmann::json::array();
-  for (const auto& layer : layers_) layers.push_back(layer->config());
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    layers.push_back(layers_[i]->config());
+    if (i > 0 && write_through_[i]) layers.back()["write_through"] = true;
+  }
   return layers;
 }
 

@@ -1,11 +1,11 @@
-// CacheStack: layers tried in order. Saves go to layer 0; loads read through the layers
-// and copy a hit into layer 0; contains is true when any layer has the entry; evict
-// reaches every writable layer; query merges the layers without duplicates.
+// CacheStack: layers tried in order. Saves go to layer 0 (and to every write-through layer);
+// loads read through the layers and copy a hit into layer 0; contains is true when any layer
+// has the entry; evict reaches every writable layer; query merges the layers without
+// duplicates.
 #pragma once
 
-#include <quiver/store/cache.hpp>
-
 #include <memory>
+#include <quiver/store/cache.hpp>
 #include <vector>
 
 namespace quiver {
@@ -14,12 +14,18 @@ class CacheStack : public Cache {
  public:
   /// Takes the layers, first (fastest) first; throws InvalidArgument when empty.
   explicit CacheStack(std::vector<std::unique_ptr<Cache>> layers);
+  /// As above; saves also go to each deeper layer i whose write_through[i] is true (a job's
+  /// node-local scratch in front of the cluster store keeps its results in both). Throws
+  /// InvalidArgument when write_through has another length than layers.
+  CacheStack(std::vector<std::unique_ptr<Cache>> layers, std::vector<bool> write_through);
 
   // The convenience overloads of Cache stay visible beside the overrides.
   using Cache::query;
   using Cache::save;
 
+  /// Saves into layer 0, then into each write-through layer (a failure there is raised).
   void save(const Entry& entry) override;
+  void save_many(std::span<const Entry> entries) override;
   std::optional<Entry> load(const Digest& digest) override;
   std::optional<Value> load_value(const Digest& digest) override;
   bool contains(const Digest& digest) override;
@@ -38,6 +44,7 @@ class CacheStack : public Cache {
 
  private:
   std::vector<std::unique_ptr<Cache>> layers_;
+  std::vector<bool> write_through_;
 };
 
 }  // namespace quiver
