@@ -207,10 +207,12 @@ int run(int argc, char** argv) {
   };
 
   std::vector<qb::Row> rows;
-  for (const long added : {0L, latency}) {
+  std::vector<long> added_latencies{0};
+  if (latency > 0) added_latencies.push_back(latency);
+  for (const long added : added_latencies) {
     if (rank == 0) delayed->latency_us = added;
-    const std::string remote =
-        added ? "server + " + std::to_string(added) + " us latency" : "server";
+    const std::string base = config.empty() ? "server" : "configured cache";
+    const std::string remote = added ? base + " + " + std::to_string(added) + " us latency" : base;
     // 1. Per-call latency: rank 1 through rank 0 against rank 0 directly.
     std::vector<double> direct, through;
     for (std::uint64_t b = 0; b < blocks; ++b) {
@@ -272,7 +274,8 @@ int run(int argc, char** argv) {
   idle_barrier();
 
   if (rank == 0) {
-    rows.push_back({"mpi (server): collective load_many, " + std::to_string(keys) + " keys over " +
+    rows.push_back({"mpi (" + std::string(config.empty() ? "server" : "configured cache") +
+                        "): collective load_many, " + std::to_string(keys) + " keys over " +
                         std::to_string(size) + " ranks",
                     (server ? std::to_string(round_trips) + " remote round trip(s), " : "") +
                         qb::format_duration(collective),

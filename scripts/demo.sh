@@ -14,8 +14,8 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 ranks=${QUIVER_DEMO_RANKS:-4}
 mpirun_flags=(-np "$ranks")
 if mpirun --version 2>&1 | grep -q "Open MPI"; then
-  mpirun_flags+=(--oversubscribe)                          # more ranks than cores is fine here
-  [ "$(id -u)" = 0 ] && mpirun_flags+=(--allow-run-as-root)
+  mpirun_flags+=(--oversubscribe)  # more ranks than cores is fine for a demo
+  if [ "$(id -u)" = 0 ]; then mpirun_flags+=(--allow-run-as-root); fi
 fi
 
 # A fresh cache of the demo's own: quiver.toml's default is a subprocess server that serves

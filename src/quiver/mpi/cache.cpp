@@ -254,6 +254,7 @@ struct Cache::Impl {
   std::atomic<bool> stop{false};
   std::atomic<std::uint32_t> next_tag{0};
   std::atomic<std::uint64_t> served{0}, rounds{0}, calls{0};
+  std::atomic<std::uint64_t> replied{0};  // rounds answered: the polling thread spins after one
 
   ~Impl() {
     real.reset();
@@ -434,6 +435,7 @@ struct Cache::Impl {
   std::vector<Pending> take_batch() {
     std::lock_guard lock(receiving);
     detail::Poller poller(options.spin, options.max_sleep);
+    auto seen = replied.load();
     std::vector<Pending> batch;
     while (!stop.load(std::memory_order_acquire)) {
       while (batch.size() < options.max_batch) {
@@ -446,6 +448,11 @@ struct Cache::Impl {
         batch.push_back(receive_request(message, status));
       }
       if (!batch.empty()) break;
+      // A reply just sent usually brings the next request soon: spin again.
+      if (const auto now = replied.load(); now != seen) {
+        seen = now;
+        poller = detail::Poller(options.spin, options.max_sleep);
+      }
       poller.pause();
     }
     return batch;
@@ -465,6 +472,7 @@ struct Cache::Impl {
         ++rounds;
         serve_round(batch);
         for (const auto& p : batch) reply(p);
+        ++replied;
       } catch (const std::exception& e) {
         log->error("rank 0 serving thread: {}", e.what());
       }
