@@ -203,9 +203,9 @@ void sweep(quiver::mpi::Cache& cache, int n, int steps, const std::vector<double
   if (rank == 0) {
     const auto stats = cache.stats();
     std::printf(
-        "served from the cache: %d of %d sweep runs, parallel run %s; computed %.2f s, "
+        "%d of %d sweep runs and %s parallel run served from the cache; computed %.2f s, "
         "loaded %.2f s\n",
-        total.hits, total.runs, memo.hit ? "yes" : "no",
+        total.hits, total.runs, memo.hit ? "the" : "not the",
         total.computed + (memo.hit ? 0 : memo.seconds),
         total.loaded + (memo.hit ? memo.seconds : 0));
     std::printf(

@@ -136,12 +136,8 @@ TEST_F(SlurmTest, TheMpiJobRunsThroughSrunAndASecondSubmissionIsServedFromTheCac
 
 /// Connections the fixture's sshd accepted so far (one "Accepted publickey" line each).
 int ssh_connections(const quiver::testing::SshFixture& f) {
-  auto log = read_file(fs::path(f.config).parent_path() / "sshd.log");
-  int n = 0;
-  for (auto at = log.find("Accepted publickey"); at != std::string::npos;
-       at = log.find("Accepted publickey", at + 1))
-    ++n;
-  return n;
+  return quiver::testing::count_occurrences(fs::path(f.config).parent_path() / "sshd.log",
+                                            "Accepted publickey");
 }
 
 // The end-to-end path: the job's rank 0 reaches the cluster cache through one ssh

@@ -4,12 +4,15 @@
 
 #include <cerrno>
 #include <fstream>
+#include <memory>
+#include <optional>
 #include <quiver/mpi/cache.hpp>
 #include <string>
 #include <testing/testing.hpp>
 #include <vector>
 
 #include "mpi_testing.hpp"
+#include "ssh/ssh_fixture.hpp"
 
 namespace quiver::mpi {
 namespace {
@@ -129,6 +132,49 @@ TEST(MpiServerCount, AnExternallyConfiguredCacheServesEveryRankThroughOneConnect
   Cache cache(MPI_COMM_WORLD, open);
   use_from_every_rank(cache, "external");
   EXPECT_GT(common_remote_pid(cache), 0);
+  EXPECT_TRUE(all(!::testing::Test::HasFailure()));
+}
+
+// The whole path over real ssh (CTest entry mpi.server_count_ssh, which starts the loopback
+// sshd): rank 0's cache is a stack of a memory layer over an ssh layer with write_through,
+// as a job's quiver.toml would say; every rank is served through one ssh connection, and
+// the saves reach the remote store.
+TEST(MpiServerCount, EveryRankIsServedThroughOneRealSshConnection) {
+  const char* state = std::getenv("QUIVER_SSH_STATE");
+  if (!state || !*state) GTEST_SKIP() << "QUIVER_SSH_STATE is not set (ctest fixture sshd)";
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  std::unique_ptr<quiver::testing::RemoteDir> remote;
+  std::optional<quiver::testing::TempDir> local;
+  std::string sshd_log;
+  OpenOptions open;
+  int before = 0;
+  if (rank == 0) {
+    const auto& f = quiver::testing::SshFixture::get();
+    remote = std::make_unique<quiver::testing::RemoteDir>("mpi");
+    const auto remote_config = remote->write_config();
+    local.emplace("quiver-mpi-ssh");
+    open.config_file = local->path() / "quiver.toml";
+    std::ofstream(*open.config_file)
+        << "[default]\ncache = \"job\"\n[[job]]\ntype = \"memory\"\n[[job]]\ntype = \"ssh\"\n"
+        << "host = \"" << f.host << "\"\nssh_options = [\"-F\", \"" << f.config << "\"]\n"
+        << "quiver = \"" << f.quiver << "\"\nconfig = \"" << remote_config << "\"\n"
+        << "write_through = true\n";
+    sshd_log = (std::filesystem::path(f.config).parent_path() / "sshd.log").string();
+    before = quiver::testing::count_occurrences(sshd_log, "Accepted publickey");
+  }
+  {
+    Cache cache(MPI_COMM_WORLD, open);
+    use_from_every_rank(cache, "ssh");
+  }
+  if (rank == 0) {
+    EXPECT_EQ(quiver::testing::count_occurrences(sshd_log, "Accepted publickey") - before, 1)
+        << "one ssh connection for " << 4 << " ranks";
+    std::size_t stored = 0;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(*remote / "store"))
+      stored += e.path().extension() == ".h5";
+    EXPECT_GE(stored, 10u * 4) << "every rank's saves reached the remote store";
+  }
   EXPECT_TRUE(all(!::testing::Test::HasFailure()));
 }
 

@@ -8,7 +8,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <random>
+#include <sstream>
 #include <stdexcept>
 #include <thread>
 
@@ -18,7 +20,8 @@ namespace quiver::testing {
 
 TempDir::TempDir(std::string_view tag) {
   const char* base = std::getenv("TMPDIR");
-  std::string tmpl = std::string(base && *base ? base : "/tmp") + "/" + std::string(tag) + "-XXXXXX";
+  std::string tmpl =
+      std::string(base && *base ? base : "/tmp") + "/" + std::string(tag) + "-XXXXXX";
   if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed: " + tmpl);
   path_ = tmpl;
 }
@@ -111,7 +114,9 @@ RunResult run(const std::vector<std::string>& argv, const std::vector<std::strin
   return r;
 }
 
-std::string cli_path() { return QUIVER_CLI; }
+std::string cli_path() {
+  return QUIVER_CLI;
+}
 
 namespace {
 std::size_t entries_of(const char* dir) {
@@ -121,11 +126,22 @@ std::size_t entries_of(const char* dir) {
 }
 }  // namespace
 
+int count_occurrences(const std::filesystem::path& path, std::string_view needle) {
+  std::ostringstream content;
+  content << std::ifstream(path, std::ios::binary).rdbuf();
+  const std::string text = content.str();
+  int n = 0;
+  for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+  return n;
+}
+
 std::size_t open_fd_count() {
   return entries_of("/proc/self/fd") - 1;  // minus the one the iterator itself holds
 }
 
-std::size_t thread_count() { return entries_of("/proc/self/task"); }
+std::size_t thread_count() {
+  return entries_of("/proc/self/task");
+}
 
 bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -181,7 +197,8 @@ Value sample_value_of_every_kind() {
   m["."] = "dot";
   m["%percent"] = 1;
   m["empty_map"] = Value::Map{};
-  m["object"] = Object{"demo::Point", "text", Buffer::copy_of(std::string_view("22 serialization::archive 19 1 2"))};
+  m["object"] = Object{"demo::Point", "text",
+                       Buffer::copy_of(std::string_view("22 serialization::archive 19 1 2"))};
   return Value(std::move(m));
 }
 

@@ -2,11 +2,11 @@
 #pragma once
 
 #include <gtest/gtest.h>
-#include <quiver/core/value.hpp>
 
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <quiver/core/value.hpp>
 #include <string>
 #include <vector>
 
@@ -45,6 +45,8 @@ std::string cli_path();
 
 /// Number of file descriptors this process has open (entries of /proc/self/fd).
 std::size_t open_fd_count();
+/// How many times needle occurs in the file at path (0 when it cannot be read).
+int count_occurrences(const std::filesystem::path& path, std::string_view needle);
 /// Number of threads of this process (entries of /proc/self/task).
 std::size_t thread_count();
 /// Polls pred (about every millisecond) until it holds or timeout passes; returns whether

@@ -166,7 +166,10 @@ Value from_json_at(const nlohmann::json& j, const std::string& path) {
     }
     case nlohmann::json::value_t::object: {
       if (j.size() == 1) {
-        const auto& [key, inner] = *j.items().begin();
+        // Through an iterator of j: a binding to *j.items().begin() would dangle.
+        const auto first = j.begin();
+        const std::string& key = first.key();
+        const nlohmann::json& inner = first.value();
         if (key == "$array") return Value(array_from_json(inner, path + ".$array"));
         if (key == "$bytes") {
           if (!inner.is_string()) bad(path, "$bytes needs a base64 string");
