@@ -61,25 +61,32 @@ bool checksum_matches(std::span<const std::byte> chunk, std::uint32_t stored) {
 }  // namespace
 
 std::uint32_t fletcher32(std::span<const std::byte> data) noexcept {
-  // Per block of n words w_i (from sums s1, s2): s1 += sum w_i, s2 += n*s1 + sum (n-i)*w_i.
-  // Both block sums fit in 32 bits for n = 256, and the loop vectorises. HDF5 reduces modulo
-  // 65535 with end-around carries, which never turns a non-zero sum into 0: its result is
-  // the sum mod 65535, written 0xffff rather than 0 unless every word is zero.
-  constexpr std::size_t kBlock = 256;
+  // Over a block of n words w_j (from sums s1, s2): s1 += sum w_j, s2 += n*s1 + sum (n-j)*w_j.
+  // The block is taken as K steps of kLanes words; lane l keeps A_l = sum of its words and
+  // B_l = sum over steps of A_l, so that sum (n-j)*w_j = sum_l (kLanes*B_l - l*A_l). The
+  // lanes only add, which vectorises; B_l fits in 32 bits for K = 256. HDF5 reduces modulo
+  // 65535 with end-around carries, which never turns a non-zero sum into 0: its result is the
+  // sum mod 65535, written 0xffff rather than 0 unless every word is zero.
+  constexpr std::size_t kLanes = 16, kSteps = 256, kBlock = kLanes * kSteps;
   const auto* p = reinterpret_cast<const unsigned char*>(data.data());
   std::size_t words = data.size() / 2;
   std::uint64_t s1 = 0, s2 = 0;
-  std::uint32_t any = 0;
-  for (; words >= kBlock; words -= kBlock, p += 2 * kBlock) {
-    std::uint32_t a = 0, b = 0;
-    for (std::uint32_t i = 0; i < kBlock; ++i) {
-      std::uint32_t w = (std::uint32_t{p[2 * i]} << 8) | p[2 * i + 1];
-      a += w;
-      b += (static_cast<std::uint32_t>(kBlock) - i) * w;
+  std::uint64_t any = 0;
+  for (; words >= kBlock; words -= kBlock) {
+    std::uint32_t a[kLanes] = {}, b[kLanes] = {};
+    for (std::size_t k = 0; k < kSteps; ++k, p += 2 * kLanes)
+      for (std::size_t l = 0; l < kLanes; ++l) {
+        a[l] += (std::uint32_t{p[2 * l]} << 8) | p[2 * l + 1];
+        b[l] += a[l];
+      }
+    std::uint64_t sum_a = 0, sum_b = 0;
+    for (std::size_t l = 0; l < kLanes; ++l) {
+      sum_a += a[l];
+      sum_b += kLanes * std::uint64_t{b[l]} - l * std::uint64_t{a[l]};
     }
-    s2 = (s2 + kBlock * s1 + b) % 65535;
-    s1 = (s1 + a) % 65535;
-    any |= a;
+    s2 = (s2 + kBlock * s1 + sum_b) % 65535;
+    s1 = (s1 + sum_a) % 65535;
+    any |= sum_a;
   }
   for (; words > 0; --words, p += 2) {
     std::uint32_t w = (std::uint32_t{p[0]} << 8) | p[1];
