@@ -73,6 +73,18 @@ class RemoteSubprocess : public ::testing::Test {
     return o;
   }
 
+  /// A cache holding entry(1) whose server has then been stopped (SIGSTOP); pid is the server.
+  std::unique_ptr<SshCache> stopped_cache(std::chrono::milliseconds call_timeout,
+                                          pid_t& pid) const {
+    auto o = options();
+    o.call_timeout = call_timeout;
+    auto cache = std::make_unique<SshCache>(o);
+    cache->save(entry(1));
+    pid = cache->pid();
+    if (::kill(pid, SIGSTOP) != 0) throw std::runtime_error("cannot stop the server");
+    return cache;
+  }
+
   /// The store the served cache writes, opened directly.
   Hdf5Store direct() const {
     Hdf5StoreOptions o;
@@ -325,16 +337,56 @@ TEST_F(RemoteSubprocess, ServerKilledMidCallFailsEveryPendingCallThenReconnectWo
 }
 
 TEST_F(RemoteSubprocess, AStoppedServerMakesTheCallTimeOut) {
-  auto o = options();
-  o.call_timeout = 300ms;
-  SshCache cache(o);
-  cache.save(entry(1));
-  const auto pid = cache.pid();
-  ASSERT_EQ(::kill(pid, SIGSTOP), 0);
+  pid_t pid = -1;
+  auto stopped = stopped_cache(300ms, pid);
+  auto& cache = *stopped;
   auto what = error_of<TimeoutError>([&] { cache.contains(entry(1).digest); });
   EXPECT_TRUE(has(what, "0.3 s (call_timeout)")) << what;
   ASSERT_EQ(::kill(pid, SIGCONT), 0);
   // The late reply is dropped; the connection is still good.
+  EXPECT_TRUE(cache.contains(entry(1).digest));
+  EXPECT_FALSE(cache.contains(entry(2).digest));
+  EXPECT_EQ(cache.stats().connects, 1u);
+}
+
+TEST_F(RemoteSubprocess, CallsOnAFullPipeToAStoppedServerStillEndAtTheirTimeout) {
+  // Callers write small requests themselves when the stream is idle; with the server stopped
+  // the pipe fills, and no call may then wait for room past its call_timeout.
+  pid_t pid = -1;
+  auto stopped = stopped_cache(100ms, pid);
+  auto& cache = *stopped;
+  std::atomic<bool> resumed{false};
+  std::thread watchdog([&] {  // a call stuck on the pipe fails the test instead of hanging it
+    const auto until = std::chrono::steady_clock::now() + 60s;
+    while (!resumed && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(50ms);
+    ::kill(pid, SIGCONT);
+  });
+  constexpr int kThreads = 32, kCalls = 40;  // 1280 requests of 68 bytes: more than a pipe holds
+  std::vector<double> longest(kThreads, 0);
+  std::vector<int> timeouts(kThreads, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kCalls; ++i) {
+        const auto t0 = std::chrono::steady_clock::now();
+        try {
+          cache.contains(entry(1000 + t * kCalls + i).digest);
+        } catch (const TimeoutError&) {
+          ++timeouts[t];
+        }
+        longest[t] =
+            std::max(longest[t],
+                     std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      }
+    });
+  for (auto& t : threads) t.join();
+  resumed = true;
+  watchdog.join();
+  for (int t = 0; t < kThreads; ++t) {
+    EXPECT_EQ(timeouts[t], kCalls) << "thread " << t;
+    EXPECT_LT(longest[t], 10.0) << "thread " << t << ": a call outlived its 0.1 s call_timeout";
+  }
+  // Resumed, the server reads every request in order, whole; the late replies are dropped.
   EXPECT_TRUE(cache.contains(entry(1).digest));
   EXPECT_FALSE(cache.contains(entry(2).digest));
   EXPECT_EQ(cache.stats().connects, 1u);

@@ -1,15 +1,17 @@
 // Frames and whole messages over real descriptors: header layout, clean and truncated ends,
 // malformed headers, chunked bulk read straight into one allocation, pipelining, the
-// greeting after login noise, deadlines, closed pipes and partial writes.
+// greeting after login noise, deadlines, closed pipes, partial writes and gathered frames.
 #include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <pthread.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <csignal>
 #include <functional>
+#include <numeric>
 #include <quiver/core/fd.hpp>
 #include <quiver/wire/protocol.hpp>
 #include <thread>
@@ -497,6 +499,36 @@ TEST(WireFrameWriter, PartialWritesToANonBlockingPipeAreResumed) {
   reader.join();
   ASSERT_TRUE(in);
   EXPECT_EQ(std::get<LoadValueReply>(in->message).value->as_array(), array);
+}
+
+TEST(WireFrameWriter, GatheredFramesWaitForAFlushAndFlushNowNeverBlocks) {
+  auto p = make_pipe();
+  ASSERT_EQ(fcntl(p.write.get(), F_SETFL, O_NONBLOCK), 0);
+  ASSERT_GT(fcntl(p.write.get(), F_SETPIPE_SZ, 4096), 0);
+  FrameWriter w(p.write.get());
+  w.set_gather(true);
+  constexpr std::uint64_t kPings = 400;  // 400 frames of 24 bytes: more than the pipe holds
+  for (std::uint64_t id = 1; id <= kPings; ++id) send_message(w, id, Ping{});
+  int queued = -1;
+  ASSERT_EQ(ioctl(p.read.get(), FIONREAD, &queued), 0);
+  EXPECT_EQ(queued, 0);  // gathered, not written
+  EXPECT_TRUE(w.has_gathered());
+  EXPECT_FALSE(w.flush_now());  // the pipe takes part; the call returns instead of waiting
+  ASSERT_EQ(ioctl(p.read.get(), FIONREAD, &queued), 0);
+  EXPECT_GT(queued, 0);
+  EXPECT_TRUE(w.has_gathered());
+  std::vector<std::uint64_t> ids;
+  std::thread reader([&] {
+    FrameReader r(p.read.get());
+    while (auto in = receive_message(r)) ids.push_back(in->request_id);
+  });
+  w.flush();  // waits for the reader to make room
+  EXPECT_FALSE(w.has_gathered());
+  p.write.reset();
+  reader.join();
+  std::vector<std::uint64_t> expected(kPings);
+  std::iota(expected.begin(), expected.end(), 1);
+  EXPECT_EQ(ids, expected);  // every frame once, in order, none torn
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,10 +1,3 @@
-#include <quiver/core/errors.hpp>
-#include <quiver/core/log.hpp>
-#include <quiver/core/redact.hpp>
-#include <quiver/core/version.hpp>
-#include <quiver/remote/server.hpp>
-#include <quiver/wire/protocol.hpp>
-
 #include <fcntl.h>
 #include <limits.h>
 #include <unistd.h>
@@ -12,6 +5,12 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <quiver/core/errors.hpp>
+#include <quiver/core/log.hpp>
+#include <quiver/core/redact.hpp>
+#include <quiver/core/version.hpp>
+#include <quiver/remote/server.hpp>
+#include <quiver/wire/protocol.hpp>
 
 namespace quiver {
 
@@ -19,7 +18,8 @@ namespace {
 
 Fd dup_private(int fd) {
   int d = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-  if (d < 0) throw RemoteConnectionError(std::string("dup failed: ") + strerror(errno), "quiver serve");
+  if (d < 0)
+    throw RemoteConnectionError(std::string("dup failed: ") + strerror(errno), "quiver serve");
   return Fd(d);
 }
 
@@ -105,9 +105,9 @@ class Dispatcher {
     if constexpr (std::is_same_v<M, std::monostate>) {
       throw ProtocolError("empty message", "quiver serve");
     } else {
-      throw ProtocolError(std::string(wire::message_type_name(M::type)) +
-                              " is not a request a client may send",
-                          "quiver serve");
+      throw ProtocolError(
+          std::string(wire::message_type_name(M::type)) + " is not a request a client may send",
+          "quiver serve");
     }
   }
 
@@ -116,6 +116,14 @@ class Dispatcher {
   wire::FrameWriter& out_;
   std::shared_ptr<spdlog::logger> log_ = logger("quiver.server");
 };
+
+// Requests answered from an index lookup, without reading or writing values: their replies
+// may wait in the writer's buffer while the next request is handled.
+bool answered_at_once(wire::MessageType t) {
+  using T = wire::MessageType;
+  return t == T::ping || t == T::contains || t == T::contains_many || t == T::expand ||
+         t == T::shrink || t == T::hello;
+}
 
 }  // namespace
 
@@ -149,6 +157,7 @@ nlohmann::json server_info(Cache& cache, const ServeOptions& options) {
 
 int serve(Cache& cache, int in, int out, const ServeOptions& options) {
   auto log = logger("quiver.server");
+  wire::SigpipeHold sigpipe;  // for the whole loop, not around each reply
   wire::FrameReader reader(in, options.limits);
   wire::FrameWriter writer(out);
   try {
@@ -156,7 +165,12 @@ int serve(Cache& cache, int in, int out, const ServeOptions& options) {
     greeting.limits = options.limits;
     wire::send_message(writer, 0, greeting);
     Dispatcher dispatcher(cache, options, writer);
+    // Replies are gathered while more requests wait in the read buffer (a pipelining client
+    // sent them together), and leave together, in one write, before the server waits for
+    // input or starts a request that may take long.
+    writer.set_gather(true);
     for (;;) {
+      if (!reader.has_buffered()) writer.flush();
       std::optional<wire::Incoming> msg;
       try {
         msg = wire::receive_message(reader);
@@ -166,8 +180,10 @@ int serve(Cache& cache, int in, int out, const ServeOptions& options) {
         continue;
       }
       if (!msg) break;
+      if (!answered_at_once(msg->type())) writer.flush();
       dispatcher.handle(*msg);
     }
+    writer.flush();
   } catch (const std::exception& e) {
     log->error("stream broken: {}", e.what());
     return 1;

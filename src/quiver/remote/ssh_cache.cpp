@@ -1,4 +1,5 @@
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include <quiver/wire/protocol.hpp>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace quiver {
 
@@ -23,6 +25,8 @@ namespace {
 
 constexpr std::size_t kStderrLines = 50;
 constexpr auto kGrace = std::chrono::milliseconds(2000);
+// Most queued small requests a caller sends itself (far below what forces a blocking flush).
+constexpr std::size_t kDirectBatch = 32;
 using SteadyClock = std::chrono::steady_clock;
 
 std::string label_of(const SshCacheOptions& o) {
@@ -45,6 +49,26 @@ std::string seconds(std::chrono::milliseconds ms) {
 bool is_executable(const std::filesystem::path& p) {
   std::error_code ec;
   return std::filesystem::is_regular_file(p, ec) && ::access(p.c_str(), X_OK) == 0;
+}
+
+// Requests of a bounded, small encoding (one gathered frame): a caller may write them itself.
+bool small_request(const wire::Message& m) {
+  return !std::holds_alternative<wire::SaveRequest>(m) &&
+         !std::holds_alternative<wire::SaveManyRequest>(m) &&
+         !std::holds_alternative<wire::ContainsManyRequest>(m) &&
+         !std::holds_alternative<wire::LoadManyRequest>(m) &&
+         !std::holds_alternative<wire::QueryRequest>(m);
+}
+
+// Requests whose reply has a bounded, small encoding: a waiting caller may read it itself.
+bool small_reply(const wire::Message& m) {
+  return std::holds_alternative<wire::Hello>(m) || std::holds_alternative<wire::Ping>(m) ||
+         std::holds_alternative<wire::ContainsRequest>(m) ||
+         std::holds_alternative<wire::ExpandRequest>(m) ||
+         std::holds_alternative<wire::ShrinkRequest>(m) ||
+         std::holds_alternative<wire::EvictRequest>(m) ||
+         std::holds_alternative<wire::SaveRequest>(m) ||
+         std::holds_alternative<wire::SaveManyRequest>(m);
 }
 
 bool on_path(const std::string& name) {
@@ -119,11 +143,28 @@ struct SshCache::State {
 };
 
 // One spawned process and the threads serving its stream.
+//
+// Writing: requests queue in the outbox; one thread at a time holds the write token
+// (`writing`) and with it the FrameWriter, which gathers small frames so that a whole
+// outbox leaves in one write. A caller whose small request finds no token holder and only
+// a few small requests queued sends them itself, without waiting: the stream's fd is
+// non-blocking, and what the pipe does not take at once stays gathered for the writer
+// thread, so a full pipe never holds a caller past its call_timeout. Large requests and
+// longer backlogs go to the writer thread.
+//
+// Reading: one thread at a time holds the read token (`reading`) and with it the
+// FrameReader. While every reply still owed is small, a waiting caller takes the token
+// itself (leader/follower): it reads, with its own deadline, until its reply comes, hands
+// the others' replies to them, and on leaving wakes a waiting caller to lead next. While a
+// large reply is owed (load, query, info, batches) the reader thread reads instead, without
+// a deadline, so that a slow transfer never holds a caller past its call_timeout.
 struct SshCache::Connection {
   struct Slot {
     std::deque<wire::Incoming> replies;
     std::condition_variable cv;
+    bool waiting = false;  // its caller sleeps on cv (it may be woken to lead)
   };
+  enum class Reading { none, caller, thread, stopped };
 
   Connection(const SshCacheOptions& o, State& s)
       : options(o), state(s), label(label_of(o)), log(logger(logger_name(o))) {}
@@ -142,11 +183,15 @@ struct SshCache::Connection {
   std::thread reader_thread, writer_thread, stderr_thread;
 
   std::mutex mutex;  // guards everything below
-  std::condition_variable writer_cv, stderr_cv, writer_done_cv;
+  std::condition_variable writer_cv, stderr_cv, writer_done_cv, reader_cv;
   std::deque<std::pair<std::uint64_t, wire::Message>> outbox;
+  std::size_t outbox_large = 0;  // requests in the outbox that are not small_request()
   std::unordered_map<std::uint64_t, std::shared_ptr<Slot>> pending;
   std::uint64_t next_id = 1;
   std::exception_ptr failure;
+  bool writing = false;             // the write token; the writer thread keeps it once it has ended
+  Reading reading = Reading::none;  // the read token
+  std::unordered_set<std::uint64_t> large;  // requests whose large reply has not ended yet
   bool closing = false, stderr_eof = false, writer_done = false;
   wire::HelloReply hello;
   std::optional<nlohmann::json> info;
@@ -198,7 +243,11 @@ struct SshCache::Connection {
     if (scan.greeting.quiver_version != kVersion)
       log->warn("remote runs quiver {}, this client {}", scan.greeting.quiver_version, kVersion);
     reader->set_deadline(std::nullopt);
-    writer = std::make_unique<wire::FrameWriter>(proc.stdin_fd().get(), scan.greeting.limits);
+    const int in_fd = proc.stdin_fd().get();
+    if (::fcntl(in_fd, F_SETFL, ::fcntl(in_fd, F_GETFL) | O_NONBLOCK) != 0)
+      throw RemoteConnectionError("cannot make the server's input non-blocking", label);
+    writer = std::make_unique<wire::FrameWriter>(in_fd, scan.greeting.limits);
+    writer->set_gather(true);
     writer_thread = std::thread([this] { write_loop(); });
     reader_thread = std::thread([this] { read_loop(); });
     wire::Hello h;
@@ -209,40 +258,164 @@ struct SshCache::Connection {
   }
 
   std::pair<std::uint64_t, std::shared_ptr<Slot>> submit(wire::Message m) {
-    std::lock_guard lk(mutex);
+    std::unique_lock lk(mutex);
     if (failure) std::rethrow_exception(failure);
     auto id = next_id++;
     auto slot = std::make_shared<Slot>();
     pending.emplace(id, slot);
-    outbox.emplace_back(id, std::move(m));
     state.requests++;
     auto inflight = static_cast<std::uint64_t>(pending.size());
     for (auto cur = state.max_in_flight.load();
          inflight > cur && !state.max_in_flight.compare_exchange_weak(cur, inflight);) {
     }
-    writer_cv.notify_one();
+    if (!small_reply(m)) {
+      large.insert(id);
+      if (reading == Reading::none) reader_cv.notify_one();
+    }
+    if (!small_request(m)) ++outbox_large;
+    outbox.emplace_back(id, std::move(m));
+    if (writing || outbox_large > 0 || outbox.size() > kDirectBatch || writer->has_gathered()) {
+      if (!writing) writer_cv.notify_one();  // else the token's holder sees it on release
+      return {id, slot};
+    }
+    // The stream is idle: send the outbox (this request and the few queued before it) here.
+    auto batch = take_outbox();
+    writing = true;
+    lk.unlock();
+    const bool flushed = send_batch(batch, false);
+    lk.lock();
+    writing = false;
+    if (!flushed || !outbox.empty() || closing || failure) writer_cv.notify_one();
     return {id, slot};
   }
 
-  /// The next reply to request id, waiting at most limit (named by option in errors).
+  using Outbox = std::deque<std::pair<std::uint64_t, wire::Message>>;
+
+  Outbox take_outbox() {
+    Outbox batch;
+    batch.swap(outbox);
+    outbox_large = 0;
+    return batch;
+  }
+
+  /// Sends batch in order as the write token's holder, then writes the gathered frames: all
+  /// of them (wait), or what the pipe takes now. Returns whether nothing is left unwritten.
+  bool send_batch(const Outbox& batch, bool wait) {
+    for (const auto& [id, m] : batch)
+      if (!send(id, m)) return true;
+    return flush(wait);
+  }
+
+  /// Sends one message as the write token's holder (small frames are gathered, see
+  /// flush). A message over the peer's limits fails only its own call; a broken stream
+  /// fails the connection and returns false.
+  bool send(std::uint64_t id, const wire::Message& m) {
+    try {
+      wire::send_message(*writer, id, m);
+    } catch (const InvalidArgument& e) {
+      // Too large for the peer's limits: nothing was sent.
+      std::lock_guard lk(mutex);
+      large.erase(id);
+      if (auto it = pending.find(id); it != pending.end()) {
+        it->second->replies.push_back({id, wire::ErrorReply::from(e)});
+        it->second->cv.notify_all();
+        pending.erase(it);
+      }
+    } catch (const std::exception& e) {
+      fail(death(e.what()));
+      return false;
+    }
+    return true;
+  }
+
+  /// Writes the gathered frames as the token's holder: all of them (wait), or what the pipe
+  /// takes now. Returns whether none is left (also when the stream broke: nothing to write).
+  bool flush(bool wait) {
+    try {
+      if (!wait) return writer->flush_now();
+      writer->flush();
+    } catch (const std::exception& e) {
+      fail(death(e.what()));
+    }
+    return true;
+  }
+
+  /// The next reply to request id, waiting at most limit (named by option in errors):
+  /// read by this caller (see Reading) or handed over by whoever reads.
   wire::Incoming wait(std::uint64_t id, Slot& slot, std::chrono::milliseconds limit,
                       std::string_view option, std::string_view what) {
     const auto deadline = SteadyClock::now() + limit;
     std::unique_lock lk(mutex);
-    while (slot.replies.empty()) {
+    for (;;) {
+      if (!slot.replies.empty()) break;
       if (failure) std::rethrow_exception(failure);
-      if (slot.cv.wait_until(lk, deadline) == std::cv_status::timeout && slot.replies.empty() &&
-          !failure) {
+      bool timed_out = false;
+      if (reading == Reading::none && large.empty()) {
+        timed_out = !read_one(lk, Reading::caller, deadline);
+      } else {
+        slot.waiting = true;
+        timed_out = slot.cv.wait_until(lk, deadline) == std::cv_status::timeout;
+        slot.waiting = false;
+      }
+      if (timed_out && slot.replies.empty() && !failure) {
         pending.erase(id);
+        if (reading == Reading::none) pass_read_token();
         throw TimeoutError("no reply to " + std::string(what) + " (request " + std::to_string(id) +
                                ") within " + seconds(limit) + " (" + std::string(option) +
                                "); the remote may be hung, stopped or overloaded",
                            label);
       }
     }
+    if (reading == Reading::none) pass_read_token();
     auto in = std::move(slot.replies.front());
     slot.replies.pop_front();
     return in;
+  }
+
+  /// Takes the read token as `who` (lk held, token free), reads one message (waiting until
+  /// deadline, if any) and delivers it; gives the token back (to be passed on by the caller,
+  /// see pass_read_token). Returns false when the deadline passed between messages; a
+  /// broken stream fails the connection.
+  bool read_one(std::unique_lock<std::mutex>& lk, Reading who,
+                std::optional<wire::Deadline> deadline) {
+    reading = who;
+    lk.unlock();
+    std::optional<wire::Incoming> in;
+    std::exception_ptr broke;
+    bool timed_out = false;
+    reader->set_deadline(deadline);
+    try {
+      in = wire::receive_message(*reader);
+      if (!in) broke = death("the server closed the stream");
+    } catch (const TimeoutError& e) {
+      // Between messages the stream stays usable; inside one (a stalled small reply) not.
+      timed_out = !reader->broken();
+      if (!timed_out) broke = death(e.what());
+    } catch (const std::exception& e) {
+      broke = death(e.what());
+    }
+    if (broke) fail(broke);
+    lk.lock();
+    reading = Reading::none;
+    if (failure || closing) reader_cv.notify_all();  // shutdown() waits for the token
+    if (in) deliver(std::move(*in));
+    return !timed_out;
+  }
+
+  /// Wakes whoever should read next (lk held, token free): the reader thread while a large
+  /// reply is owed, else a waiting caller, else (closing) shutdown().
+  void pass_read_token() {
+    if (failure || closing) reader_cv.notify_all();  // shutdown() waits for the token
+    if (failure) return;
+    if (!large.empty()) {
+      reader_cv.notify_one();
+      return;
+    }
+    for (auto& [id, slot] : pending)
+      if (slot->waiting && slot->replies.empty()) {
+        slot->cv.notify_one();
+        return;
+      }
   }
 
   /// Stops delivering replies for id (a caller gave up on it).
@@ -251,8 +424,11 @@ struct SshCache::Connection {
     pending.erase(id);
   }
 
+  /// Hands a reply to its caller (mutex held); a reply nobody waits for is dropped.
   void deliver(wire::Incoming in) {
-    std::lock_guard lk(mutex);
+    const auto* page = std::get_if<wire::QueryPage>(&in.message);
+    const bool last = !page || page->last;
+    if (last) large.erase(in.request_id);
     auto it = pending.find(in.request_id);
     if (it == pending.end()) {
       log->debug("dropping reply {} to abandoned request {}", wire::message_type_name(in.type()),
@@ -260,8 +436,7 @@ struct SshCache::Connection {
       return;
     }
     auto slot = it->second;
-    const auto* page = std::get_if<wire::QueryPage>(&in.message);
-    if (!page || page->last) pending.erase(it);
+    if (last) pending.erase(it);
     slot->replies.push_back(std::move(in));
     slot->cv.notify_all();
   }
@@ -272,6 +447,7 @@ struct SshCache::Connection {
     for (auto& [id, slot] : pending) slot->cv.notify_all();
     pending.clear();
     writer_cv.notify_all();
+    reader_cv.notify_all();
   }
 
   bool is_closing() {
@@ -297,41 +473,40 @@ struct SshCache::Connection {
     return std::make_exception_ptr(RemoteConnectionError(msg, label));
   }
 
+  /// The reader thread: reads while a large reply is owed and no caller reads.
   void read_loop() {
-    try {
-      while (auto in = wire::receive_message(*reader)) deliver(std::move(*in));
-      fail(death("the server closed the stream"));
-    } catch (const std::exception& e) {
-      fail(death(e.what()));
+    std::unique_lock lk(mutex);
+    for (;;) {
+      reader_cv.wait(lk, [&] {
+        return failure || reading == Reading::stopped ||
+               (reading == Reading::none && !large.empty());
+      });
+      if (failure || reading == Reading::stopped) break;
+      read_one(lk, Reading::thread, std::nullopt);
+      if (large.empty()) pass_read_token();
     }
   }
 
+  /// The writer thread: takes the token when the outbox or a caller's unwritten rest needs
+  /// it, and sends the whole outbox at once (small frames gathered into one write).
   void write_loop() {
+    std::unique_lock lk(mutex);
     for (;;) {
-      std::unique_lock lk(mutex);
-      writer_cv.wait(lk, [&] { return !outbox.empty() || closing || failure; });
-      if (failure || outbox.empty()) break;
-      auto item = std::move(outbox.front());
-      outbox.pop_front();
+      writer_cv.wait(lk, [&] {
+        return !writing && (failure || closing || !outbox.empty() || writer->has_gathered());
+      });
+      if (failure || (outbox.empty() && !writer->has_gathered())) break;
+      auto batch = take_outbox();
+      writing = true;
       lk.unlock();
-      try {
-        wire::send_message(*writer, item.first, item.second);
-      } catch (const InvalidArgument& e) {
-        // Too large for the peer's limits: nothing was sent; fail only this call.
-        std::lock_guard lk2(mutex);
-        if (auto it = pending.find(item.first); it != pending.end()) {
-          wire::ErrorReply err = wire::ErrorReply::from(e);
-          it->second->replies.push_back({item.first, err});
-          it->second->cv.notify_all();
-          pending.erase(it);
-        }
-      } catch (const std::exception& e) {
-        fail(death(e.what()));
-        break;
-      }
+      send_batch(batch, true);
+      lk.lock();
+      writing = false;
     }
+    writing = true;  // kept: nobody writes to the stream any more
+    lk.unlock();
     proc.stdin_fd().reset();  // end of input: the server exits cleanly
-    std::lock_guard lk(mutex);
+    lk.lock();
     writer_done = true;
     writer_done_cv.notify_all();
   }
@@ -404,6 +579,13 @@ struct SshCache::Connection {
       std::lock_guard lk(proc_mutex);
       auto st = proc.close(kGrace);
       log->debug("server process ended: {}", st.describe());
+    }
+    {
+      // The process has ended, so whoever reads sees the end of the stream and stops.
+      std::unique_lock lk(mutex);
+      reader_cv.wait(lk, [&] { return reading == Reading::none; });
+      reading = Reading::stopped;
+      reader_cv.notify_all();
     }
     if (reader_thread.joinable()) reader_thread.join();
     if (stderr_thread.joinable()) stderr_thread.join();

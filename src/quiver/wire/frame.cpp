@@ -36,35 +36,8 @@ std::string hex_bytes(std::span<const std::byte> bytes) {
   throw ProtocolError(what + " at stream offset " + std::to_string(offset), kReaderWhere);
 }
 
-// Holds SIGPIPE back on this thread while writing, so that writing to a closed pipe
-// reports EPIPE instead of killing the process; a SIGPIPE raised meanwhile is consumed.
-class SigpipeBlock {
- public:
-  SigpipeBlock() noexcept {
-    sigemptyset(&set_);
-    sigaddset(&set_, SIGPIPE);
-    sigset_t old;
-    pthread_sigmask(SIG_BLOCK, &set_, &old);
-    was_blocked_ = sigismember(&old, SIGPIPE) == 1;
-  }
-  ~SigpipeBlock() {
-    if (was_blocked_) return;
-    if (raised_) {
-      timespec zero{0, 0};
-      while (sigtimedwait(&set_, nullptr, &zero) < 0 && errno == EINTR) {
-      }
-    }
-    pthread_sigmask(SIG_UNBLOCK, &set_, nullptr);
-  }
-  SigpipeBlock(const SigpipeBlock&) = delete;
-  SigpipeBlock& operator=(const SigpipeBlock&) = delete;
-  void raised() noexcept { raised_ = true; }
-
- private:
-  sigset_t set_;
-  bool was_blocked_ = false;
-  bool raised_ = false;
-};
+thread_local int t_sigpipe_holds = 0;        // SigpipeHolds alive on this thread
+thread_local bool t_sigpipe_raised = false;  // a write under them raised SIGPIPE
 
 }  // namespace
 
@@ -99,6 +72,30 @@ FrameHeader decode_header(std::span<const std::byte, kHeaderSize> bytes, std::ui
              std::to_string(max_frame),
          offset + 16);
   return h;
+}
+
+SigpipeHold::SigpipeHold() noexcept : outermost_(t_sigpipe_holds++ == 0) {
+  if (!outermost_) return;  // the outermost hold masks, and restores, for all
+  sigset_t set, old;
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &set, &old);
+  was_blocked_ = sigismember(&old, SIGPIPE) == 1;
+  t_sigpipe_raised = false;
+}
+
+SigpipeHold::~SigpipeHold() {
+  --t_sigpipe_holds;
+  if (!outermost_ || was_blocked_) return;
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  if (t_sigpipe_raised) {
+    timespec zero{0, 0};
+    while (sigtimedwait(&set, nullptr, &zero) < 0 && errno == EINTR) {
+    }
+  }
+  pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -329,26 +326,65 @@ void FrameWriter::write_frame(FrameHeader header,
                           kWriterWhere);
   header.length = static_cast<std::uint32_t>(total);
   auto head = encode_header(header);
+  if (gather_ && total <= kGatherFrame) {
+    if (sent_ == gathered_.size()) {
+      gathered_.clear();
+      sent_ = 0;
+    }
+    gathered_.insert(gathered_.end(), head.begin(), head.end());
+    for (const auto& p : pieces) gathered_.insert(gathered_.end(), p.begin(), p.end());
+    offset_ += kHeaderSize + total;
+    if (gathered_.size() - sent_ >= kReadBufferSize) flush();
+    return;
+  }
+  flush();
   std::vector<iovec> iov;
   iov.reserve(pieces.size() + 1);
   iov.push_back({head.data(), head.size()});
   for (const auto& p : pieces)
     if (!p.empty()) iov.push_back({const_cast<std::byte*>(p.data()), p.size()});
+  offset_ += write_iov(iov, true);
+}
 
-  SigpipeBlock sigpipe;
-  std::size_t i = 0;
+void FrameWriter::set_gather(bool on) {
+  if (!on) flush();
+  gather_ = on;
+}
+
+void FrameWriter::flush() {
+  write_gathered(true);
+}
+
+bool FrameWriter::flush_now() {
+  return write_gathered(false);
+}
+
+bool FrameWriter::write_gathered(bool wait) {
+  if (!has_gathered()) return true;
+  std::vector<iovec> iov{{gathered_.data() + sent_, gathered_.size() - sent_}};
+  sent_ += write_iov(iov, wait);
+  if (has_gathered()) return false;
+  gathered_.clear();
+  sent_ = 0;
+  return true;
+}
+
+std::size_t FrameWriter::write_iov(std::vector<iovec>& iov, bool wait) {
+  SigpipeHold sigpipe;
+  std::size_t i = 0, written = 0;
   while (i < iov.size()) {
     auto count = static_cast<int>(std::min<std::size_t>(iov.size() - i, IOV_MAX));
     ssize_t n = ::writev(fd_, iov.data() + i, count);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        if (!wait) break;
         pollfd p{fd_, POLLOUT, 0};
         ::poll(&p, 1, -1);
         continue;
       }
       if (errno == EPIPE) {
-        sigpipe.raised();
+        t_sigpipe_raised = true;
         throw RemoteConnectionError(
             "the peer closed the stream (stream offset " + std::to_string(offset_) + ")",
             kWriterWhere);
@@ -356,7 +392,7 @@ void FrameWriter::write_frame(FrameHeader header,
       throw RemoteConnectionError(std::string("cannot write to the peer: ") + std::strerror(errno),
                                   kWriterWhere);
     }
-    offset_ += static_cast<std::uint64_t>(n);
+    written += static_cast<std::size_t>(n);
     auto left = static_cast<std::size_t>(n);
     while (i < iov.size() && left >= iov[i].iov_len) left -= iov[i++].iov_len;
     if (left > 0) {
@@ -364,6 +400,7 @@ void FrameWriter::write_frame(FrameHeader header,
       iov[i].iov_len -= left;
     }
   }
+  return written;
 }
 
 }  // namespace quiver::wire

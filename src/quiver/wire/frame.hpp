@@ -4,6 +4,8 @@
 // ssh stdin/stdout pair, a socket); FrameReader also reads from memory (tests, fuzzing).
 #pragma once
 
+#include <sys/uio.h>
+
 #include <array>
 #include <chrono>
 #include <cstddef>
@@ -89,6 +91,9 @@ class FrameReader {
 
   /// Bytes consumed from the stream so far.
   std::uint64_t offset() const noexcept { return offset_; }
+  /// True when bytes read from the fd are waiting in the buffer (the next read needs no
+  /// system call).
+  bool has_buffered() const noexcept { return buffered() > 0; }
   /// Reads waiting past deadline throw TimeoutError; nullopt waits forever. A timeout
   /// between frames leaves the reader usable; one inside a frame breaks it.
   void set_deadline(std::optional<Deadline> deadline) noexcept { deadline_ = deadline; }
@@ -121,29 +126,71 @@ class FrameReader {
   std::string broken_;
 };
 
+/// Holds SIGPIPE back on the calling thread while alive, so that writing to a closed pipe
+/// reports EPIPE instead of killing the process; a SIGPIPE raised meanwhile is consumed.
+/// FrameWriter holds it around each write; a thread that writes often (a server loop) may
+/// hold it for longer, which spares the two mask changes per write (holds nest).
+class SigpipeHold {
+ public:
+  SigpipeHold() noexcept;
+  ~SigpipeHold();
+  SigpipeHold(const SigpipeHold&) = delete;
+  SigpipeHold& operator=(const SigpipeHold&) = delete;
+
+ private:
+  bool outermost_ = false;
+  bool was_blocked_ = false;
+};
+
 /// Writes frames to a file descriptor (borrowed, not closed) with writev, resuming partial
 /// writes. Not thread-safe: one thread writes a stream (see send_message).
+///
+/// Gathering (set_gather): frames with small payloads are copied into a buffer instead of
+/// written, so that many small messages leave in one system call on flush(); a large frame
+/// flushes the buffer and is written straight from its pieces. A writer that gathers must
+/// be flushed before its peer is expected to answer.
 class FrameWriter {
  public:
+  /// Payloads up to this size are gathered; larger ones are written from their pieces.
+  static constexpr std::size_t kGatherFrame = 16 * 1024;
+
   /// Writes to fd; peer_limits are what the reading side accepts.
   explicit FrameWriter(int fd, WireLimits peer_limits = {});
   FrameWriter(const FrameWriter&) = delete;
   FrameWriter& operator=(const FrameWriter&) = delete;
 
   /// Writes one frame whose payload is the concatenation of pieces (header.length is set
-  /// from them). Throws InvalidArgument when the payload exceeds limits().max_frame,
-  /// RemoteConnectionError when the peer has gone (EPIPE) or writing fails. SIGPIPE is
-  /// held back while writing, so a closed pipe is an exception, not a signal.
+  /// from them), or gathers it. Throws InvalidArgument when the payload exceeds
+  /// limits().max_frame, RemoteConnectionError when the peer has gone (EPIPE) or writing
+  /// fails. SIGPIPE is held back while writing, so a closed pipe is an exception, not a
+  /// signal. Blocks until written, also on a non-blocking fd.
   void write_frame(FrameHeader header, std::span<const std::span<const std::byte>> pieces);
-  /// Bytes written to the stream so far.
+  /// Gathers small frames from now on (on) or writes each frame at once (off, the default;
+  /// turning it off flushes).
+  void set_gather(bool on);
+  /// Writes every gathered byte, blocking until done. Throws as write_frame.
+  void flush();
+  /// Writes what the fd takes now without waiting (fd must be O_NONBLOCK); returns true
+  /// when nothing gathered is left. Throws as write_frame.
+  bool flush_now();
+  /// True when gathered bytes wait for a flush.
+  bool has_gathered() const noexcept { return sent_ < gathered_.size(); }
+  /// Bytes written to (or gathered for) the stream so far.
   std::uint64_t offset() const noexcept { return offset_; }
   const WireLimits& limits() const noexcept { return limits_; }
   void set_limits(const WireLimits& peer_limits) noexcept { limits_ = peer_limits; }
 
  private:
+  /// Writes iov; with wait false, returns early when the fd is full. Returns bytes written.
+  std::size_t write_iov(std::vector<iovec>& iov, bool wait);
+  bool write_gathered(bool wait);
+
   int fd_ = -1;
   std::uint64_t offset_ = 0;
   WireLimits limits_;
+  bool gather_ = false;
+  std::vector<std::byte> gathered_;
+  std::size_t sent_ = 0;  // bytes of gathered_ already written
 };
 
 }  // namespace quiver::wire
