@@ -74,7 +74,9 @@ tsan() {
     case $p in integration_remote_*) targets+=("$p") ;; esac
   done
   cmake --build "$b" -j"$jobs" --target "${targets[@]}" || return
-  (cd "$b" && ctest --output-on-failure -j"$jobs" --timeout 900 -R "$tsan_tests")
+  # Thread-count leak checks are left out: the TSan runtime starts a thread of its own.
+  (cd "$b" && ctest --output-on-failure -j"$jobs" --timeout 900 -R "$tsan_tests" \
+    -E 'NothingLeaksAfterClose')
 }
 
 fuzz() {

@@ -14,6 +14,7 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <quiver/core/digest.hpp>
 #include <quiver/core/errors.hpp>
 #include <quiver/core/fd.hpp>
 #include <quiver/remote/ssh_cache.hpp>
@@ -135,6 +136,7 @@ class BadInput : public ::testing::Test {
       const auto name = e.path().filename().string();
       if (e.is_regular_file() && e.path().extension() == ".h5" &&
           e.path().parent_path().parent_path() == root &&
+          is_hex_prefix(e.path().parent_path().filename().string()) &&
           Digest::parse(name.substr(0, name.size() - 3)))
         ++n;
     }
@@ -168,9 +170,11 @@ TEST_F(BadInput, WrongMagicEndsTheSessionNamingTheOffsetAndSavesNothingAfterIt) 
   EXPECT_EQ(r.status, 1) << r.err;
   EXPECT_TRUE(has(r.err, "bad frame magic 0x58585858")) << r.err;
   EXPECT_TRUE(has(r.err, "at stream offset " + std::to_string(ping.size()))) << r.err;
+  // The ping before the bad frame may or may not be answered (the server may read ahead
+  // before it answers); the save after it is never executed.
   auto replies = replies_in(r.out);
-  ASSERT_EQ(replies.size(), 1u);
-  EXPECT_EQ(replies[0].request_id, 1u);
+  ASSERT_LE(replies.size(), 1u);
+  for (const auto& in : replies) EXPECT_EQ(in.request_id, 1u);
   expect_intact();
 }
 
@@ -300,11 +304,11 @@ TEST_F(BadInput, BrokenConfigsNameFileLineAndKeyAndTouchNoStore) {
   struct Case {
     std::string text;
     std::string line;  // file:line expected in the error
-    std::string what;  // the key or fault named
+    std::string what;  // the key named (for a syntax error: what the parser expected)
   };
   const std::vector<Case> cases{
       {"[default]\ncache = \"t\"\n[t]\ntype = \"hdf5\"\npath = " + path + "\nfsync = \n", ":6",
-       "fsync"},
+       "expected value"},
       {"[default]\ncache = \"t\"\n[t]\ntype = \"hdf6\"\npath = " + path + "\n", ":4", "hdf6"},
       {"[default]\ncache = \"t\"\n[t]\ntype = \"hdf5\"\n", ":3", "path"},
       {"[default]\ncache = \"t\"\n[t]\ntype = \"hdf5\"\npath = " + path + "\nfsync = \"yes\"\n",
@@ -440,11 +444,13 @@ TEST_F(BadInput, AFullDiskFailsTheSaveWithAStoreErrorAndLeavesNothingBehind) {
                                 big_json_array(200000), 256, /*ignore_signal=*/true);
   EXPECT_EQ(r.status, 1) << r.out << r.err;
   EXPECT_TRUE(has(r.err, root.string())) << r.err;
-  EXPECT_TRUE(has(r.err, "File too large") || has(r.err, "write")) << r.err;
+  EXPECT_TRUE(has(r.err, "File too large")) << r.err;
+  EXPECT_FALSE(has(r.err, "Sanitizer")) << "the failed save crashed the program:\n" << r.err;
   expect_intact();
   std::size_t others = 0;
   for (const auto& e : fs::recursive_directory_iterator(root))
-    if (e.is_regular_file() && e.path().extension() != ".h5" && e.path().parent_path() != root)
+    if (e.is_regular_file() && e.path().extension() != ".h5" &&
+        is_hex_prefix(e.path().parent_path().filename().string()))
       ++others;
   EXPECT_EQ(others, 0u) << "a temporary file of the failed save was left behind";
 }

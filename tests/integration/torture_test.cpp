@@ -22,6 +22,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <quiver/core/digest.hpp>
 #include <quiver/core/errors.hpp>
 #include <quiver/core/fd.hpp>
 #include <quiver/remote/ssh_cache.hpp>
@@ -121,7 +122,9 @@ class Torture : public ::testing::Test {
     // only leftovers are hidden temporary files.
     std::size_t entries = 0, temps = 0;
     for (const auto& f : fs::recursive_directory_iterator(root)) {
-      if (!f.is_regular_file() || f.path().parent_path().parent_path() != root) continue;
+      if (!f.is_regular_file() || f.path().parent_path().parent_path() != root ||
+          !is_hex_prefix(f.path().parent_path().filename().string()))
+        continue;  // index and quarantine are not entry directories
       const auto name = f.path().filename().string();
       if (name.rfind('.', 0) == 0 && name.find(".h5.tmp.") != std::string::npos) {
         ++temps;

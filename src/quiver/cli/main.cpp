@@ -1,6 +1,8 @@
 // `quiver`: global options, dispatch to the subcommands, help, and the one place where
 // errors become a line on stderr and an exit code.
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <quiver/cli/command.hpp>
 #include <quiver/cli/output.hpp>
@@ -219,6 +221,15 @@ int main(int argc, char** argv) {
   } catch (const cli::po::error& e) {
     cli::print_error(std::string(e.what()) + " (see 'quiver --help')");
     return cli::kExitUsage;
+  } catch (const quiver::StoreError& e) {
+    cli::print_error(e.what());
+    // After a failed HDF5 write (a full disk) HDF5 1.10's exit handler crashes on the file
+    // it could not close (HDFFV-11052, fixed in HDF5 1.14.1). quiver's files are all closed
+    // here, so the exit handlers are skipped, with the output flushed first.
+    std::cout.flush();
+    std::cerr.flush();
+    std::fflush(nullptr);
+    std::_Exit(cli::kExitError);
   } catch (const std::exception& e) {
     cli::print_error(e.what());
     return cli::kExitError;
