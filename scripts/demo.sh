@@ -41,11 +41,25 @@ path = "$demo/store"
 TOML
 export QUIVER_CONFIG=$demo/quiver.toml
 
+# One pass of the demo; prints its wall time and leaves it (seconds) in $elapsed.
+pass() {
+  local t0 t1
+  t0=$(date +%s.%N)
+  mpirun "${mpirun_flags[@]}" "$here/build/bin/quiver_demo" "$@"
+  t1=$(date +%s.%N)
+  elapsed=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
+  printf 'wall time of the pass: %.2f s\n' "$elapsed"
+}
+
 echo "== pass 1: empty cache ($demo/store)"
-mpirun "${mpirun_flags[@]}" "$here/build/bin/quiver_demo" "$@"
+pass "$@"
+first=$elapsed
 echo
 echo "== pass 2: same parameters"
-mpirun "${mpirun_flags[@]}" "$here/build/bin/quiver_demo" "$@"
+pass "$@"
+second=$elapsed
+awk -v a="$first" -v b="$second" \
+  'BEGIN { printf "\n== the cache saved %.2f s of %.2f s (second pass %.1fx faster)\n", a - b, a, a / b }'
 echo
 echo "== what the cache holds"
 "$here/build/bin/quiver" ls
