@@ -31,6 +31,7 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using testing::RunResult;
+using testing::error_of;
 
 bool has(const std::string& text, std::string_view part) {
   return text.find(part) != std::string::npos;
@@ -61,21 +62,6 @@ std::vector<wire::Incoming> replies_in(const std::string& out) {
   std::vector<wire::Incoming> replies;
   while (auto in = wire::receive_message(r)) replies.push_back(std::move(*in));
   return replies;
-}
-
-/// The what() of the exception fn throws, checked to be of type E.
-template <class E, class F>
-std::string error_of(F&& fn) {
-  try {
-    fn();
-  } catch (const E& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "unexpected exception: " << e.what();
-    return e.what();
-  }
-  ADD_FAILURE() << "no exception";
-  return {};
 }
 
 class BadInput : public ::testing::Test {
