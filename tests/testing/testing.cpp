@@ -1,20 +1,16 @@
 #include "testing/testing.hpp"
 
-#include <fcntl.h>
 #include <poll.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <quiver/remote/process.hpp>
 #include <random>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
-
-extern char** environ;
 
 namespace quiver::testing {
 
@@ -33,84 +29,39 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ec);
 }
 
-namespace {
-struct Pipe {
-  int fd[2] = {-1, -1};
-  Pipe() {
-    if (pipe2(fd, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
-  }
-  ~Pipe() {
-    for (int f : fd)
-      if (f >= 0) ::close(f);
-  }
-  void close(int i) {
-    if (fd[i] >= 0) ::close(fd[i]);
-    fd[i] = -1;
-  }
-};
-}  // namespace
-
 RunResult run(const std::vector<std::string>& argv, const std::vector<std::string>& env,
               const std::string& input) {
-  Pipe in, out, err;
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, in.fd[0], 0);
-  posix_spawn_file_actions_adddup2(&fa, out.fd[1], 1);
-  posix_spawn_file_actions_adddup2(&fa, err.fd[1], 2);
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  std::vector<std::string> envs;
-  for (char** e = environ; *e; ++e) envs.emplace_back(*e);
-  for (const auto& e : env) {
-    auto key = e.substr(0, e.find('=') + 1);
-    std::erase_if(envs, [&](const std::string& x) { return x.rfind(key, 0) == 0; });
-    envs.push_back(e);
-  }
-  std::vector<char*> envp;
-  for (auto& e : envs) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  pid_t pid;
-  int rc = posix_spawnp(&pid, args[0], &fa, nullptr, args.data(), envp.data());
-  posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0) throw std::runtime_error("cannot start " + argv[0] + ": " + std::strerror(rc));
-  in.close(0);
-  out.close(1);
-  err.close(1);
-
+  Process proc = Process::spawn(argv, env);
   RunResult r;
   std::size_t written = 0;
-  if (input.empty()) in.close(1);
+  if (input.empty()) proc.stdin_fd().reset();
   std::vector<pollfd> fds;
   char buf[65536];
-  while (out.fd[0] >= 0 || err.fd[0] >= 0) {
+  while (proc.stdout_fd() || proc.stderr_fd()) {
     fds.clear();
-    if (out.fd[0] >= 0) fds.push_back({out.fd[0], POLLIN, 0});
-    if (err.fd[0] >= 0) fds.push_back({err.fd[0], POLLIN, 0});
-    if (in.fd[1] >= 0) fds.push_back({in.fd[1], POLLOUT, 0});
-    if (poll(fds.data(), fds.size(), -1) < 0 && errno != EINTR) break;
+    for (Fd* f : {&proc.stdout_fd(), &proc.stderr_fd()})
+      if (*f) fds.push_back({f->get(), POLLIN, 0});
+    if (proc.stdin_fd()) fds.push_back({proc.stdin_fd().get(), POLLOUT, 0});
+    if (::poll(fds.data(), fds.size(), -1) < 0 && errno != EINTR) break;
     for (const auto& p : fds) {
       if (!p.revents) continue;
-      if (p.fd == in.fd[1]) {
+      if (proc.stdin_fd() && p.fd == proc.stdin_fd().get()) {
         auto n = ::write(p.fd, input.data() + written, input.size() - written);
         if (n > 0) written += static_cast<std::size_t>(n);
-        if (n < 0 || written == input.size()) in.close(1);
+        if (n < 0 || written == input.size()) proc.stdin_fd().reset();
         continue;
       }
+      const bool is_out = proc.stdout_fd() && p.fd == proc.stdout_fd().get();
       auto n = ::read(p.fd, buf, sizeof buf);
       if (n <= 0) {
-        (p.fd == out.fd[0] ? out : err).close(0);
+        (is_out ? proc.stdout_fd() : proc.stderr_fd()).reset();
         continue;
       }
-      (p.fd == out.fd[0] ? r.out : r.err).append(buf, static_cast<std::size_t>(n));
+      (is_out ? r.out : r.err).append(buf, static_cast<std::size_t>(n));
     }
   }
-  in.close(1);
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  const ExitStatus st = proc.close();
+  r.status = st.code >= 0 ? st.code : 128 + st.signal;
   return r;
 }
 
