@@ -11,17 +11,24 @@
 # modulefile "quiver-test" that puts that bin/ on PATH (for Lmod), and remote/, a directory
 # owned by the test user where the remote side keeps its stores. The remote side is the
 # unprivileged user quiver-test (created once with `useradd -m -p '*'`, shell bash), so the
-# test user can run quiver wherever the build tree lives. It starts `sshd -D -e` in the
-# background, waits (polling, with a deadline) until `ssh quiver-sshd true` succeeds and the
-# copy of quiver runs there, and writes STATE, a file of shell assignments:
+# test user can run quiver wherever the build tree lives. A second unprivileged user,
+# quiver-test2 (host alias "quiver-sshd2", same client key), shares the group
+# quiver-shared with quiver-test, for tests of two users writing one store root. It starts
+# `sshd -D -e` in the background, waits (polling, with a deadline) until `ssh quiver-sshd
+# true` succeeds and the copy of quiver runs there, and writes STATE, a file of shell
+# assignments:
 #   QUIVER_SSH_DIR, QUIVER_SSH_CONFIG, QUIVER_SSH_HOST, QUIVER_SSH_PORT, QUIVER_SSH_USER,
-#   QUIVER_SSH_QUIVER, QUIVER_SSH_REMOTE_DIR, QUIVER_SSH_MODULEPATH, QUIVER_SSH_PID
+#   QUIVER_SSH_QUIVER, QUIVER_SSH_REMOTE_DIR, QUIVER_SSH_MODULEPATH, QUIVER_SSH_PID,
+#   QUIVER_SSH_HOST2, QUIVER_SSH_USER2, QUIVER_SSH_GROUP
 # stop kills that sshd by its PID (TERM, then KILL after a deadline) and removes the
 # directory and STATE. Both are safe to repeat. sshd's log is $QUIVER_SSH_DIR/sshd.log.
 set -euo pipefail
 
 user=quiver-test
 host_alias=quiver-sshd
+user2=quiver-test2
+host_alias2=quiver-sshd2
+group=quiver-shared
 sshd=/usr/sbin/sshd
 
 die() {
@@ -76,12 +83,17 @@ command -v ssh >/dev/null || die "ssh not found: install openssh-client"
 [ -x "$quiver" ] || die "$quiver is not an executable"
 stop # a leftover of an interrupted run
 
-if ! id "$user" >/dev/null 2>&1; then
-  # '*' instead of '!': a locked account cannot log in when sshd runs without PAM.
-  useradd -m -s /bin/bash -p '*' "$user" 2>/dev/null || id "$user" >/dev/null ||
-    die "cannot create the user $user"
-fi
-[ "$(getent passwd "$user" | cut -d: -f7)" = /bin/bash ] || usermod -s /bin/bash "$user"
+getent group "$group" >/dev/null || groupadd "$group" 2>/dev/null ||
+  getent group "$group" >/dev/null || die "cannot create the group $group"
+for u in "$user" "$user2"; do
+  if ! id "$u" >/dev/null 2>&1; then
+    # '*' instead of '!': a locked account cannot log in when sshd runs without PAM.
+    useradd -m -s /bin/bash -p '*' "$u" 2>/dev/null || id "$u" >/dev/null ||
+      die "cannot create the user $u"
+  fi
+  [ "$(getent passwd "$u" | cut -d: -f7)" = /bin/bash ] || usermod -s /bin/bash "$u"
+  [[ " $(id -nG "$u") " == *" $group "* ]] || usermod -aG "$group" "$u"
+done
 
 dir=$(mktemp -d /tmp/quiver-sshd-XXXXXX)
 chmod 755 "$dir"
@@ -101,6 +113,7 @@ EOF
 ssh-keygen -q -t ed25519 -N '' -C quiver-sshd-host -f "$dir/host_ed25519"
 ssh-keygen -q -t ed25519 -N '' -C quiver-sshd-client -f "$dir/client_ed25519"
 cp "$dir/client_ed25519.pub" "$dir/authorized_keys/$user"
+cp "$dir/client_ed25519.pub" "$dir/authorized_keys/$user2"
 echo "$host_alias $(cut -d' ' -f1,2 "$dir/host_ed25519.pub")" >"$dir/known_hosts"
 
 # A port is picked at random and sshd started on it; if sshd cannot bind it (taken), it
@@ -117,7 +130,7 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 PubkeyAuthentication yes
 AuthorizedKeysFile $dir/authorized_keys/%u
-AllowUsers $user
+AllowUsers $user $user2
 PermitRootLogin no
 StrictModes no
 MaxSessions 64
@@ -127,8 +140,11 @@ AllowTcpForwarding no
 PrintMotd no
 Subsystem sftp internal-sftp
 EOF
+  # The first value of an option wins: $host_alias2 gets User $user2, the rest is shared.
   cat >"$dir/ssh_config" <<EOF
-Host $host_alias
+Host $host_alias2
+  User $user2
+Host $host_alias $host_alias2
   HostName 127.0.0.1
   Port $port
   User $user
@@ -160,6 +176,8 @@ ssh -F "$dir/ssh_config" "$host_alias" true 2>/dev/null ||
   die "ssh $host_alias true still fails after 30 s; $(tail -3 "$dir/ssh-probe.log")"
 out=$(ssh -F "$dir/ssh_config" "$host_alias" "$dir/bin/quiver" --version 2>&1) ||
   die "the user $user cannot run $dir/bin/quiver: $out"
+out2=$(ssh -F "$dir/ssh_config" "$host_alias2" "$dir/bin/quiver" --version 2>&1) ||
+  die "the user $user2 cannot run $dir/bin/quiver: $out2"
 
 tmp_state=$state.tmp.$$
 cat >"$tmp_state" <<EOF
@@ -172,6 +190,9 @@ QUIVER_SSH_QUIVER=$dir/bin/quiver
 QUIVER_SSH_REMOTE_DIR=$dir/remote
 QUIVER_SSH_MODULEPATH=$dir/modulefiles
 QUIVER_SSH_PID=$pid
+QUIVER_SSH_HOST2=$host_alias2
+QUIVER_SSH_USER2=$user2
+QUIVER_SSH_GROUP=$group
 EOF
 mv "$tmp_state" "$state"
 started=1

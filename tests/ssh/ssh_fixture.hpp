@@ -27,6 +27,9 @@ struct SshFixture {
   std::string modulepath;  ///< holds the Lmod modulefile quiver-test
   int port = 0;
   pid_t sshd_pid = -1;
+  std::string host2;  ///< alias of a second remote user (same key), in the group `group`
+  std::string user2;  ///< that second user
+  std::string group;  ///< a group both remote users belong to
 
   /// The running fixture; throws (saying how to start it) when there is none.
   static const SshFixture& get() {
@@ -76,6 +79,9 @@ struct SshFixture {
     f.modulepath = at("QUIVER_SSH_MODULEPATH");
     f.port = std::stoi(at("QUIVER_SSH_PORT"));
     f.sshd_pid = static_cast<pid_t>(std::stol(at("QUIVER_SSH_PID")));
+    f.host2 = at("QUIVER_SSH_HOST2");
+    f.user2 = at("QUIVER_SSH_USER2");
+    f.group = at("QUIVER_SSH_GROUP");
     return f;
   }
 };
