@@ -1,6 +1,7 @@
 // quiver: a shared result cache for HPC jobs. The one header most codes need.
 #pragma once
 
+#include <quiver/config/open.hpp>
 #include <quiver/core/call.hpp>
 #include <quiver/core/digest.hpp>
 #include <quiver/core/errors.hpp>
@@ -12,4 +13,3 @@
 #include <quiver/store/hdf5_store.hpp>
 #include <quiver/store/memory_cache.hpp>
 #include <quiver/store/read_only_cache.hpp>
-#include <quiver/config/open.hpp>

@@ -63,7 +63,8 @@ int main(int argc, char** argv) {
     send_message(w, 1, Hello{});
     send_message(w, 2, Ping{});
     send_message(w, 3, ContainsManyRequest{{quiver::testing::sample_entry(1, Value()).digest}});
-    send_message(w, 4, SaveRequest{quiver::testing::sample_entry(2, quiver::testing::ramp(64, 1.0))});
+    send_message(w, 4,
+                 SaveRequest{quiver::testing::sample_entry(2, quiver::testing::ramp(64, 1.0))});
   });
 
   auto small_frames = peer;
@@ -71,8 +72,8 @@ int main(int argc, char** argv) {
   write_seed(dir / "seed-chunked.bin", {}, small_frames, [&](FrameWriter& w) {
     send_message(
         w, 7,
-        LoadValueReply{Value::map(
-            {{"a", quiver::testing::ramp(300)}, {"b", Bytes{Buffer::copy_of(std::string(500, 'z'))}}})});
+        LoadValueReply{Value::map({{"a", quiver::testing::ramp(300)},
+                                   {"b", Bytes{Buffer::copy_of(std::string(500, 'z'))}}})});
     send_message(w, 8, Pong{});
   });
 

@@ -30,8 +30,8 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
-using testing::RunResult;
 using testing::error_of;
+using testing::RunResult;
 
 bool has(const std::string& text, std::string_view part) {
   return text.find(part) != std::string::npos;

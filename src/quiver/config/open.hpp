@@ -1,11 +1,10 @@
 // Opening caches by name from quiver.toml (see docs/config.md).
 #pragma once
 
-#include <quiver/store/cache.hpp>
-
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <quiver/store/cache.hpp>
 #include <string>
 
 namespace quiver {

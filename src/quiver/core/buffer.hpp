@@ -31,9 +31,7 @@ class Buffer {
   std::size_t size() const noexcept { return size_; }
   bool empty() const noexcept { return size_ == 0; }
   std::span<const std::byte> span() const noexcept { return {data_, size_}; }
-  std::string_view view() const noexcept {
-    return {reinterpret_cast<const char*>(data_), size_};
-  }
+  std::string_view view() const noexcept { return {reinterpret_cast<const char*>(data_), size_}; }
 
   /// The first n bytes (n <= size()), sharing storage.
   Buffer first(std::size_t n) const noexcept {
@@ -44,8 +42,8 @@ class Buffer {
 
   /// Byte-wise equality.
   friend bool operator==(const Buffer& a, const Buffer& b) noexcept {
-    return a.size_ == b.size_ && (a.data_ == b.data_ || a.size_ == 0 ||
-                                  std::memcmp(a.data_, b.data_, a.size_) == 0);
+    return a.size_ == b.size_ &&
+           (a.data_ == b.data_ || a.size_ == 0 || std::memcmp(a.data_, b.data_, a.size_) == 0);
   }
 
  private:

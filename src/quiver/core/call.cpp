@@ -1,17 +1,18 @@
-#include <quiver/core/call.hpp>
-#include <quiver/core/version.hpp>
+#include <pwd.h>
+#include <unistd.h>
 
 #include <bit>
 #include <cstring>
 #include <ctime>
-#include <pwd.h>
-#include <unistd.h>
+#include <quiver/core/call.hpp>
+#include <quiver/core/version.hpp>
 
 namespace quiver {
 
 namespace {
 
-static_assert(std::endian::native == std::endian::little || std::endian::native == std::endian::big);
+static_assert(std::endian::native == std::endian::little ||
+              std::endian::native == std::endian::big);
 
 // Canonical encoder over any byte sink: see docs/digest.md for the format.
 template <class Sink>
@@ -37,23 +38,36 @@ class Encoder {
   void value(const Value& v) {
     u8(static_cast<std::uint8_t>(v.kind()));
     switch (v.kind()) {
-      case Kind::null: break;
-      case Kind::boolean: u8(v.as_bool() ? 1 : 0); break;
-      case Kind::integer: u64(static_cast<std::uint64_t>(v.as_int())); break;
+      case Kind::null:
+        break;
+      case Kind::boolean:
+        u8(v.as_bool() ? 1 : 0);
+        break;
+      case Kind::integer:
+        u64(static_cast<std::uint64_t>(v.as_int()));
+        break;
       case Kind::floating: {
         double d = v.as_double();
         std::uint64_t bits = d != d ? 0x7ff8000000000000ULL : std::bit_cast<std::uint64_t>(d);
         u64(bits);
         break;
       }
-      case Kind::string: str(v.as_string()); break;
-      case Kind::bytes: str(v.as_bytes().data.view()); break;
-      case Kind::array: array(v.as_array()); break;
+      case Kind::string:
+        str(v.as_string());
+        break;
+      case Kind::bytes:
+        str(v.as_bytes().data.view());
+        break;
+      case Kind::array:
+        array(v.as_array());
+        break;
       case Kind::list:
         u64(v.as_list().size());
         for (const auto& item : v.as_list()) value(item);
         break;
-      case Kind::map: map(v.as_map()); break;
+      case Kind::map:
+        map(v.as_map());
+        break;
       case Kind::object: {
         const auto& o = v.as_object();
         str(o.type_name);
@@ -164,7 +178,8 @@ std::int64_t to_unix_ns(Clock::time_point t) noexcept {
 }
 
 Clock::time_point from_unix_ns(std::int64_t ns) noexcept {
-  return Clock::time_point(std::chrono::duration_cast<Clock::duration>(std::chrono::nanoseconds(ns)));
+  return Clock::time_point(
+      std::chrono::duration_cast<Clock::duration>(std::chrono::nanoseconds(ns)));
 }
 
 std::string format_time(Clock::time_point t) {

@@ -1,11 +1,10 @@
 // Call, Metadata and Entry: what is cached and under which key.
 #pragma once
 
-#include <quiver/core/digest.hpp>
-#include <quiver/core/value.hpp>
-
 #include <chrono>
 #include <cstdint>
+#include <quiver/core/digest.hpp>
+#include <quiver/core/value.hpp>
 #include <string>
 
 namespace quiver {
@@ -21,8 +20,10 @@ struct Call {
   Value::Map args;
 
   Call() = default;
-  explicit Call(std::string function_name, std::string version_string = {}, Value::Map arguments = {})
-      : function(std::move(function_name)), version(std::move(version_string)),
+  explicit Call(std::string function_name, std::string version_string = {},
+                Value::Map arguments = {})
+      : function(std::move(function_name)),
+        version(std::move(version_string)),
         args(std::move(arguments)) {}
 
   /// Adds or replaces an argument; returns *this for chaining.

@@ -1,6 +1,5 @@
-#include <quiver/core/dtype.hpp>
-
 #include <array>
+#include <quiver/core/dtype.hpp>
 
 namespace quiver {
 

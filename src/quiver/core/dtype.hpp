@@ -40,28 +40,39 @@ std::size_t dtype_component_size(DType t) noexcept;
 
 /// The C++ element types an Array can hold.
 template <class T>
-concept Element =
-    (std::integral<T> && !std::same_as<T, bool> && sizeof(T) <= 8) ||
-    std::same_as<T, float> || std::same_as<T, double> || std::same_as<T, std::complex<float>> ||
-    std::same_as<T, std::complex<double>>;
+concept Element = (std::integral<T> && !std::same_as<T, bool> && sizeof(T) <= 8) ||
+                  std::same_as<T, float> || std::same_as<T, double> ||
+                  std::same_as<T, std::complex<float>> || std::same_as<T, std::complex<double>>;
 
 /// The DType of a C++ element type.
 template <Element T>
 constexpr DType dtype_of() noexcept {
-  if constexpr (std::same_as<T, float>) return DType::float32;
-  else if constexpr (std::same_as<T, double>) return DType::float64;
-  else if constexpr (std::same_as<T, std::complex<float>>) return DType::complex64;
-  else if constexpr (std::same_as<T, std::complex<double>>) return DType::complex128;
+  if constexpr (std::same_as<T, float>)
+    return DType::float32;
+  else if constexpr (std::same_as<T, double>)
+    return DType::float64;
+  else if constexpr (std::same_as<T, std::complex<float>>)
+    return DType::complex64;
+  else if constexpr (std::same_as<T, std::complex<double>>)
+    return DType::complex128;
   else if constexpr (std::is_signed_v<T>) {
-    if constexpr (sizeof(T) == 1) return DType::int8;
-    else if constexpr (sizeof(T) == 2) return DType::int16;
-    else if constexpr (sizeof(T) == 4) return DType::int32;
-    else return DType::int64;
+    if constexpr (sizeof(T) == 1)
+      return DType::int8;
+    else if constexpr (sizeof(T) == 2)
+      return DType::int16;
+    else if constexpr (sizeof(T) == 4)
+      return DType::int32;
+    else
+      return DType::int64;
   } else {
-    if constexpr (sizeof(T) == 1) return DType::uint8;
-    else if constexpr (sizeof(T) == 2) return DType::uint16;
-    else if constexpr (sizeof(T) == 4) return DType::uint32;
-    else return DType::uint64;
+    if constexpr (sizeof(T) == 1)
+      return DType::uint8;
+    else if constexpr (sizeof(T) == 2)
+      return DType::uint16;
+    else if constexpr (sizeof(T) == 4)
+      return DType::uint32;
+    else
+      return DType::uint64;
   }
 }
 

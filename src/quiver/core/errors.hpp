@@ -11,19 +11,19 @@ namespace quiver {
 
 // X-macro: one table gives the enum, its names and the exception classes.
 // Codes are part of the wire protocol: never renumber, only append.
-#define QUIVER_ERROR_TABLE(X)                                                \
-  X(InvalidArgument, invalid_argument, 1) /* bad input from the caller */    \
-  X(NotFound, not_found, 2)               /* no entry for a digest/prefix */ \
-  X(AmbiguousDigest, ambiguous_digest, 3) /* prefix matches several */       \
-  X(Rejected, rejected, 4)                /* refused: read-only cache */     \
-  X(CorruptEntry, corrupt_entry, 5)       /* a stored entry is unreadable */ \
-  X(StoreError, store_error, 6)           /* I/O failure in a store */       \
-  X(ConfigError, config_error, 7)         /* bad quiver.toml */              \
-  X(TypeError, type_error, 8)             /* a Value of the wrong kind */    \
-  X(RemoteConnectionError, remote_connection, 9) /* transport died */        \
-  X(TimeoutError, timeout, 10)            /* a deadline expired */           \
-  X(ProtocolError, protocol_error, 11)    /* malformed wire data */          \
-  X(ServerError, server_error, 12)        /* remote failed unexpectedly */
+#define QUIVER_ERROR_TABLE(X)                                                       \
+  X(InvalidArgument, invalid_argument, 1)        /* bad input from the caller */    \
+  X(NotFound, not_found, 2)                      /* no entry for a digest/prefix */ \
+  X(AmbiguousDigest, ambiguous_digest, 3)        /* prefix matches several */       \
+  X(Rejected, rejected, 4)                       /* refused: read-only cache */     \
+  X(CorruptEntry, corrupt_entry, 5)              /* a stored entry is unreadable */ \
+  X(StoreError, store_error, 6)                  /* I/O failure in a store */       \
+  X(ConfigError, config_error, 7)                /* bad quiver.toml */              \
+  X(TypeError, type_error, 8)                    /* a Value of the wrong kind */    \
+  X(RemoteConnectionError, remote_connection, 9) /* transport died */               \
+  X(TimeoutError, timeout, 10)                   /* a deadline expired */           \
+  X(ProtocolError, protocol_error, 11)           /* malformed wire data */          \
+  X(ServerError, server_error, 12)               /* remote failed unexpectedly */
 
 enum class ErrorCode : std::uint16_t {
 #define QUIVER_X(cls, name, num) name = num,
@@ -48,11 +48,11 @@ class Error : public std::runtime_error {
   std::string where_;
 };
 
-#define QUIVER_X(cls, name, num)                                              \
-  class cls : public Error {                                                  \
-   public:                                                                    \
-    explicit cls(std::string message, std::string where = {})                 \
-        : Error(ErrorCode::name, std::move(message), std::move(where)) {}     \
+#define QUIVER_X(cls, name, num)                                          \
+  class cls : public Error {                                              \
+   public:                                                                \
+    explicit cls(std::string message, std::string where = {})             \
+        : Error(ErrorCode::name, std::move(message), std::move(where)) {} \
   };
 QUIVER_ERROR_TABLE(QUIVER_X)
 #undef QUIVER_X

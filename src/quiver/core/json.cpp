@@ -1,6 +1,5 @@
-#include <quiver/core/json.hpp>
-
 #include <array>
+#include <quiver/core/json.hpp>
 
 namespace quiver {
 
@@ -23,18 +22,30 @@ void put_elements(const Array& a, nlohmann::json& out) {
 template <class F>
 decltype(auto) dispatch(DType t, F&& f) {
   switch (t) {
-    case DType::int8: return f(std::int8_t{});
-    case DType::int16: return f(std::int16_t{});
-    case DType::int32: return f(std::int32_t{});
-    case DType::int64: return f(std::int64_t{});
-    case DType::uint8: return f(std::uint8_t{});
-    case DType::uint16: return f(std::uint16_t{});
-    case DType::uint32: return f(std::uint32_t{});
-    case DType::uint64: return f(std::uint64_t{});
-    case DType::float32: return f(float{});
-    case DType::float64: return f(double{});
-    case DType::complex64: return f(std::complex<float>{});
-    case DType::complex128: return f(std::complex<double>{});
+    case DType::int8:
+      return f(std::int8_t{});
+    case DType::int16:
+      return f(std::int16_t{});
+    case DType::int32:
+      return f(std::int32_t{});
+    case DType::int64:
+      return f(std::int64_t{});
+    case DType::uint8:
+      return f(std::uint8_t{});
+    case DType::uint16:
+      return f(std::uint16_t{});
+    case DType::uint32:
+      return f(std::uint32_t{});
+    case DType::uint64:
+      return f(std::uint64_t{});
+    case DType::float32:
+      return f(float{});
+    case DType::float64:
+      return f(double{});
+    case DType::complex64:
+      return f(std::complex<float>{});
+    case DType::complex128:
+      return f(std::complex<double>{});
   }
   throw InvalidArgument("invalid dtype", "quiver::json");
 }
@@ -59,8 +70,7 @@ nlohmann::json array_to_json(const Array& a, std::uint64_t max_elements) {
 
 template <class T>
 T element(const nlohmann::json& x, const std::string& path) {
-  if constexpr (std::is_same_v<T, std::complex<float>> ||
-                std::is_same_v<T, std::complex<double>>) {
+  if constexpr (std::is_same_v<T, std::complex<float>> || std::is_same_v<T, std::complex<double>>) {
     if (!x.is_array() || x.size() != 2 || !x[0].is_number() || !x[1].is_number())
       bad(path, "complex element must be [re, im]");
     using R = typename T::value_type;
@@ -78,8 +88,8 @@ T element(const nlohmann::json& x, const std::string& path) {
     }
     auto i = x.get<std::int64_t>();
     if (i < static_cast<std::int64_t>(std::numeric_limits<T>::min()) ||
-        (i > 0 && static_cast<std::uint64_t>(i) >
-                      static_cast<std::uint64_t>(std::numeric_limits<T>::max())))
+        (i > 0 &&
+         static_cast<std::uint64_t>(i) > static_cast<std::uint64_t>(std::numeric_limits<T>::max())))
       bad(path, "array element out of range");
     return static_cast<T>(i);
   }
@@ -146,17 +156,22 @@ Object object_from_json(const nlohmann::json& j, const std::string& path) {
 
 Value from_json_at(const nlohmann::json& j, const std::string& path) {
   switch (j.type()) {
-    case nlohmann::json::value_t::null: return Value();
-    case nlohmann::json::value_t::boolean: return Value(j.get<bool>());
-    case nlohmann::json::value_t::number_integer: return Value(j.get<std::int64_t>());
+    case nlohmann::json::value_t::null:
+      return Value();
+    case nlohmann::json::value_t::boolean:
+      return Value(j.get<bool>());
+    case nlohmann::json::value_t::number_integer:
+      return Value(j.get<std::int64_t>());
     case nlohmann::json::value_t::number_unsigned: {
       auto u = j.get<std::uint64_t>();
       if (u > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
         bad(path, "integer does not fit in int64");
       return Value(static_cast<std::int64_t>(u));
     }
-    case nlohmann::json::value_t::number_float: return Value(j.get<double>());
-    case nlohmann::json::value_t::string: return Value(j.get<std::string>());
+    case nlohmann::json::value_t::number_float:
+      return Value(j.get<double>());
+    case nlohmann::json::value_t::string:
+      return Value(j.get<std::string>());
     case nlohmann::json::value_t::array: {
       Value::List l;
       l.reserve(j.size());
@@ -184,7 +199,8 @@ Value from_json_at(const nlohmann::json& j, const std::string& path) {
       }
       return map_from_json(j, path);
     }
-    default: bad(path, "unsupported JSON type");
+    default:
+      bad(path, "unsupported JSON type");
   }
 }
 
@@ -192,13 +208,20 @@ Value from_json_at(const nlohmann::json& j, const std::string& path) {
 
 nlohmann::json to_json(const Value& v, std::uint64_t max_array_elements) {
   switch (v.kind()) {
-    case Kind::null: return nullptr;
-    case Kind::boolean: return v.as_bool();
-    case Kind::integer: return v.as_int();
-    case Kind::floating: return v.as_double();
-    case Kind::string: return v.as_string();
-    case Kind::bytes: return {{"$bytes", base64_encode(v.as_bytes().data.span())}};
-    case Kind::array: return array_to_json(v.as_array(), max_array_elements);
+    case Kind::null:
+      return nullptr;
+    case Kind::boolean:
+      return v.as_bool();
+    case Kind::integer:
+      return v.as_int();
+    case Kind::floating:
+      return v.as_double();
+    case Kind::string:
+      return v.as_string();
+    case Kind::bytes:
+      return {{"$bytes", base64_encode(v.as_bytes().data.span())}};
+    case Kind::array:
+      return array_to_json(v.as_array(), max_array_elements);
     case Kind::list: {
       auto out = nlohmann::json::array();
       for (const auto& item : v.as_list()) out.push_back(to_json(item, max_array_elements));
@@ -214,13 +237,17 @@ nlohmann::json to_json(const Value& v, std::uint64_t max_array_elements) {
     case Kind::object: {
       const auto& o = v.as_object();
       return {{"$object",
-               {{"type", o.type_name}, {"archive", o.archive}, {"blob", base64_encode(o.blob.span())}}}};
+               {{"type", o.type_name},
+                {"archive", o.archive},
+                {"blob", base64_encode(o.blob.span())}}}};
     }
   }
   return nullptr;
 }
 
-Value from_json(const nlohmann::json& j) { return from_json_at(j, "$"); }
+Value from_json(const nlohmann::json& j) {
+  return from_json_at(j, "$");
+}
 
 Value parse_literal(std::string_view text) {
   auto j = nlohmann::json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
@@ -233,8 +260,8 @@ std::string base64_encode(std::span<const std::byte> bytes) {
   out.reserve((bytes.size() + 2) / 3 * 4);
   std::size_t i = 0;
   for (; i + 2 < bytes.size(); i += 3) {
-    auto n = std::to_integer<unsigned>(bytes[i]) << 16 | std::to_integer<unsigned>(bytes[i + 1]) << 8 |
-             std::to_integer<unsigned>(bytes[i + 2]);
+    auto n = std::to_integer<unsigned>(bytes[i]) << 16 |
+             std::to_integer<unsigned>(bytes[i + 1]) << 8 | std::to_integer<unsigned>(bytes[i + 2]);
     out += kB64[n >> 18];
     out += kB64[(n >> 12) & 63];
     out += kB64[(n >> 6) & 63];

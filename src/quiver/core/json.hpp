@@ -9,9 +9,8 @@
 // A map whose only key starts with '$' is escaped as {"$map": {...}}.
 #pragma once
 
-#include <quiver/core/value.hpp>
-
 #include <nlohmann/json.hpp>
+#include <quiver/core/value.hpp>
 #include <string>
 #include <string_view>
 

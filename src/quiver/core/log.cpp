@@ -1,9 +1,8 @@
-#include <quiver/core/log.hpp>
-
 #include <spdlog/sinks/stdout_sinks.h>
 
 #include <cstdlib>
 #include <mutex>
+#include <quiver/core/log.hpp>
 
 namespace quiver {
 

@@ -2,8 +2,6 @@
 // and server; only the client that knows the type decodes it.
 #pragma once
 
-#include <quiver/core/value.hpp>
-
 #include <boost/archive/binary_iarchive.hpp>
 #include <boost/archive/binary_oarchive.hpp>
 #include <boost/archive/text_iarchive.hpp>
@@ -12,6 +10,7 @@
 #include <boost/archive/xml_oarchive.hpp>
 #include <boost/core/demangle.hpp>
 #include <boost/serialization/nvp.hpp>
+#include <quiver/core/value.hpp>
 #include <sstream>
 #include <string>
 #include <typeinfo>
@@ -24,9 +23,12 @@ enum class Archive { binary, text, xml };
 
 inline std::string_view archive_name(Archive a) noexcept {
   switch (a) {
-    case Archive::binary: return "binary";
-    case Archive::text: return "text";
-    case Archive::xml: return "xml";
+    case Archive::binary:
+      return "binary";
+    case Archive::text:
+      return "text";
+    case Archive::xml:
+      return "xml";
   }
   return "binary";
 }

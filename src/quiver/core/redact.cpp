@@ -1,8 +1,7 @@
-#include <quiver/core/redact.hpp>
-
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <quiver/core/redact.hpp>
 
 namespace quiver {
 

@@ -29,7 +29,9 @@ Array::Array(DType dtype, Shape shape)
 }
 
 Array::Array(DType dtype, Shape shape, Buffer data)
-    : dtype_(dtype), shape_(std::move(shape)), elements_(shape_elements(shape_)),
+    : dtype_(dtype),
+      shape_(std::move(shape)),
+      elements_(shape_elements(shape_)),
       data_(std::move(data)) {
   auto want = checked_bytes(dtype_, shape_);
   if (want != data_.size())
@@ -48,16 +50,26 @@ void Array::check_type(DType wanted) const {
 
 std::string_view kind_name(Kind k) noexcept {
   switch (k) {
-    case Kind::null: return "null";
-    case Kind::boolean: return "bool";
-    case Kind::integer: return "int64";
-    case Kind::floating: return "float64";
-    case Kind::string: return "string";
-    case Kind::bytes: return "bytes";
-    case Kind::array: return "array";
-    case Kind::list: return "list";
-    case Kind::map: return "map";
-    case Kind::object: return "object";
+    case Kind::null:
+      return "null";
+    case Kind::boolean:
+      return "bool";
+    case Kind::integer:
+      return "int64";
+    case Kind::floating:
+      return "float64";
+    case Kind::string:
+      return "string";
+    case Kind::bytes:
+      return "bytes";
+    case Kind::array:
+      return "array";
+    case Kind::list:
+      return "list";
+    case Kind::map:
+      return "map";
+    case Kind::object:
+      return "object";
   }
   return "invalid";
 }
@@ -70,15 +82,15 @@ Value::Value(const std::vector<std::string>& strings) {
 }
 
 void Value::wrong_kind(Kind wanted) const {
-  throw TypeError("value is " + std::string(kind_name(kind())) + ", not " +
-                      std::string(kind_name(wanted)),
-                  "quiver::Value");
+  throw TypeError(
+      "value is " + std::string(kind_name(kind())) + ", not " + std::string(kind_name(wanted)),
+      "quiver::Value");
 }
 
-#define QUIVER_ACCESSOR(ret, name, K, T)              \
-  ret Value::name() const {                          \
-    if (auto* p = std::get_if<T>(&v_)) return *p;    \
-    wrong_kind(Kind::K);                             \
+#define QUIVER_ACCESSOR(ret, name, K, T)          \
+  ret Value::name() const {                       \
+    if (auto* p = std::get_if<T>(&v_)) return *p; \
+    wrong_kind(Kind::K);                          \
   }
 QUIVER_ACCESSOR(bool, as_bool, boolean, bool)
 QUIVER_ACCESSOR(std::int64_t, as_int, integer, std::int64_t)
@@ -146,6 +158,8 @@ struct PayloadBytes {
 };
 }  // namespace
 
-std::uint64_t Value::payload_bytes() const noexcept { return std::visit(PayloadBytes{}, v_); }
+std::uint64_t Value::payload_bytes() const noexcept {
+  return std::visit(PayloadBytes{}, v_);
+}
 
 }  // namespace quiver

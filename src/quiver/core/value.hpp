@@ -1,14 +1,13 @@
 // Value: the tree a cached result (or an argument) is made of.
 #pragma once
 
-#include <quiver/core/buffer.hpp>
-#include <quiver/core/dtype.hpp>
-#include <quiver/core/errors.hpp>
-
 #include <cstdint>
 #include <initializer_list>
 #include <limits>
 #include <map>
+#include <quiver/core/buffer.hpp>
+#include <quiver/core/dtype.hpp>
+#include <quiver/core/errors.hpp>
 #include <span>
 #include <string>
 #include <string_view>
@@ -144,8 +143,7 @@ class Value {
   Value(std::nullptr_t) noexcept {}
   Value(bool b) noexcept : v_(b) {}
   template <std::integral T>
-    requires(!std::same_as<T, bool> && !std::same_as<T, char>)
-  Value(T i) : v_(to_int64(i)) {}
+  requires(!std::same_as<T, bool> && !std::same_as<T, char>) Value(T i) : v_(to_int64(i)) {}
   template <std::floating_point T>
   Value(T d) noexcept : v_(static_cast<double>(d)) {}
   Value(const char* s) : v_(std::string(s)) {}

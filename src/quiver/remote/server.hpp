@@ -4,7 +4,6 @@
 #include <quiver/core/fd.hpp>
 #include <quiver/store/cache.hpp>
 #include <quiver/wire/frame.hpp>
-
 #include <string>
 
 namespace quiver {

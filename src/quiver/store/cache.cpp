@@ -13,7 +13,10 @@ EntrySummary EntrySummary::of(const Entry& e) {
 }
 
 QueryMatcher::QueryMatcher(const Query& q)
-    : function_(q.function), after_(q.created_after), before_(q.created_before), host_(q.host),
+    : function_(q.function),
+      after_(q.created_after),
+      before_(q.created_before),
+      host_(q.host),
       limit_(q.limit) {
   for (const auto& [name, value] : q.args) args_.emplace_back(name, value_digest(value));
 }

@@ -2,14 +2,13 @@
 // remote, MPI), so that they compose.
 #pragma once
 
-#include <quiver/core/call.hpp>
-#include <quiver/core/digest.hpp>
-#include <quiver/core/value.hpp>
-
 #include <chrono>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <quiver/core/call.hpp>
+#include <quiver/core/digest.hpp>
+#include <quiver/core/value.hpp>
 #include <span>
 #include <string>
 #include <string_view>

@@ -1,11 +1,10 @@
 // Maintenance that works on any Cache: statistics and garbage collection.
 #pragma once
 
-#include <quiver/store/cache.hpp>
-#include <quiver/store/hdf5_store.hpp>
-
 #include <map>
 #include <optional>
+#include <quiver/store/cache.hpp>
+#include <quiver/store/hdf5_store.hpp>
 
 namespace quiver {
 
@@ -23,7 +22,7 @@ struct CacheStats {
 CacheStats stats(Cache& cache, const Progress& progress = {});
 
 struct GcOptions {
-  std::optional<std::uint64_t> max_bytes;       ///< evict oldest until total <= this
+  std::optional<std::uint64_t> max_bytes;          ///< evict oldest until total <= this
   std::optional<std::chrono::seconds> older_than;  ///< evict entries created before now - this
   bool dry_run = false;
 };

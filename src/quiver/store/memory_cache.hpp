@@ -1,10 +1,9 @@
 // MemoryCache: entries kept in this process's memory (tests, and a fast layer for one run).
 #pragma once
 
-#include <quiver/store/cache.hpp>
-
 #include <map>
 #include <mutex>
+#include <quiver/store/cache.hpp>
 
 namespace quiver {
 

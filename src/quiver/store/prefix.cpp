@@ -1,15 +1,14 @@
+#include <algorithm>
 #include <quiver/core/errors.hpp>
 #include <quiver/store/prefix.hpp>
-
-#include <algorithm>
 
 namespace quiver {
 
 void throw_ambiguous(std::string_view prefix, std::size_t matches, std::size_t unique_chars,
                      std::string_view where) {
-  throw AmbiguousDigest("prefix '" + std::string(prefix) + "' matches " +
-                            std::to_string(matches) + " entries; " +
-                            std::to_string(unique_chars) + " characters would be unique",
+  throw AmbiguousDigest("prefix '" + std::string(prefix) + "' matches " + std::to_string(matches) +
+                            " entries; " + std::to_string(unique_chars) +
+                            " characters would be unique",
                         std::string(where));
 }
 

@@ -2,7 +2,6 @@
 #pragma once
 
 #include <quiver/core/digest.hpp>
-
 #include <span>
 #include <string>
 #include <string_view>

@@ -1,9 +1,8 @@
 // ReadOnlyCache: wraps a cache and refuses save/evict with Rejected (read_only = true).
 #pragma once
 
-#include <quiver/store/cache.hpp>
-
 #include <memory>
+#include <quiver/store/cache.hpp>
 
 namespace quiver {
 
