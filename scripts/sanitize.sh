@@ -58,8 +58,12 @@ asan() {
   # shellcheck disable=SC2046
   cmake --build "$b" -j"$jobs" --target quiver_cli $(programs unit) $(programs integration) \
     fuzz_wire_corpus fuzz_value_corpus fuzz_digest_corpus fuzz_config_corpus || return
+  # Left out: a garbage blob given to Boost.Serialization's binary_iarchive, which allocates
+  # whatever length the garbage declares. Without ASan that throws std::bad_alloc, which
+  # from_object reports as TypeError (the normal run tests it); ASan's operator new aborts on
+  # an impossible size instead of throwing.
   (cd "$b" && ctest --output-on-failure -j"$jobs" --timeout 900 -L '^(unit|integration|fuzz)$' \
-    -LE libfuzzer)
+    -LE libfuzzer -E 'GarbageBlobIsATypeError/binary')
 }
 
 # The tests that exercise threads against one another, as ctest -R patterns.
