@@ -236,4 +236,13 @@ void print_table(std::ostream& out, const std::vector<Row>& rows, bool header) {
   out.flush();
 }
 
+int run_main(const char* name, int (*body)(int, char**), int argc, char** argv) {
+  try {
+    return body(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << name << ": " << e.what() << "\n";
+    return 1;
+  }
+}
+
 }  // namespace quiver::bench

@@ -128,4 +128,7 @@ Row latency_row(std::string name, const Samples& measured, const Samples& floor,
 /// Prints rows as a markdown table (with the header line unless header is false).
 void print_table(std::ostream& out, const std::vector<Row>& rows, bool header);
 
+/// Runs a benchmark program's body; an exception becomes "name: what" on stderr and exit 1.
+int run_main(const char* name, int (*body)(int, char**), int argc, char** argv);
+
 }  // namespace quiver::bench

@@ -388,10 +388,5 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::cerr << "bench_remote: " << e.what() << "\n";
-    return 1;
-  }
+  return quiver::bench::run_main("bench_remote", run, argc, argv);
 }

@@ -411,10 +411,5 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::cerr << "bench_store_ops: " << e.what() << "\n";
-    return 1;
-  }
+  return quiver::bench::run_main("bench_store_ops", run, argc, argv);
 }
