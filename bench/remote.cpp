@@ -1,24 +1,29 @@
-// remote: SshCache over a local subprocess pipe and over ssh to 127.0.0.1, as ratios to
-// floors measured in the same run over the same kind of pipe.
+// remote: SshCache over a local subprocess and over ssh to 127.0.0.1, as ratios to floors
+// measured in the same run over the same kind of stream (socket pairs, as SshCache's).
 //
 // Floors. Round trip: an echo (`cat`, locally or as `ssh host cat`) of one frame of the
-// size of a contains request; the measured side is contains() of a missing digest against a
+// size of a contains request, through a socket pair as SshCache's own stream (and, for
+// comparison, through a pipe); the measured side is contains() of a missing digest against a
 // memory cache, so that only the transport and the protocol are timed. Throughput: the rate
 // of unpipelined contains() over ssh (one call at a time), against which pipelined calls
-// (many threads on one SshCache) and batched calls (contains_many) are compared. Transfer:
-// `ssh host 'cat > /dev/null'` of the array's bytes (save) and `ssh host 'head -c N
-// /dev/zero'` read into a fresh buffer (load), each on an already-open ssh connection with
-// the same ssh options (cipher), against save() and load_value() of the array to a remote
-// memory cache. Peak memory: the high-water RSS (VmHWM, reset through clear_refs before each
-// transfer) of this process and of the remote server (the "remote" is this machine), as a
-// multiple of the array size. Measured and floor runs alternate; the median is reported.
+// (many threads on one SshCache, or one thread keeping a window of contains_async() calls in
+// flight) and batched calls (contains_many) are compared. Transfer: `ssh host 'cat >
+// /dev/null'` of the array's bytes (save) and `ssh host 'head -c N /dev/zero'` read into a
+// fresh buffer (load), each on an already-open ssh connection with the same ssh options
+// (cipher) and, as SshCache's, socket pairs for ssh's stdin and stdout, against save() and
+// load_value() of the array to a remote memory cache. Peak memory: the high-water RSS
+// (VmHWM, reset through clear_refs before each transfer) of this process and of the remote
+// server (the "remote" is this machine), as a multiple of the array size. Measured and
+// floor runs alternate; the median is reported.
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <bench/bench.hpp>
 #include <cstring>
+#include <deque>
 #include <fstream>
+#include <future>
 #include <iostream>
 #include <quiver/core/call.hpp>
 #include <quiver/core/errors.hpp>
@@ -53,6 +58,7 @@ rows need a reachable host (scripts/bench.sh --only remote starts a private sshd
   --bytes N             array size of the transfer rows (default 1G; env QUIVER_BENCH_BYTES)
   --rounds N            round trips per latency row (default 4000)
   --threads N           threads of the pipelined row (default 16)
+  --window N            contains_async() calls one thread keeps in flight (default 512)
   --batch N             digests per contains_many (default 1000)
   --reps N              repetitions of each transfer (default 3; env QUIVER_BENCH_REPS)
   --dir DIR             local scratch directory (default $TMPDIR or /tmp)
@@ -109,26 +115,41 @@ double echo_once(quiver::Process& p, std::vector<std::byte>& frame) {
   });
 }
 
-/// Latency of contains() against an echo of the request's frame size, in alternating blocks.
-qb::Row round_trip_row(const std::string& name, quiver::SshCache& cache, quiver::Process& echo,
-                       std::uint64_t rounds) {
+/// An echo process and what its stdin and stdout are, for a row's name.
+struct Echo {
+  quiver::Process process;
+  std::string kind;  ///< "socket pair" or "pipe"
+};
+
+/// Latency of contains() against echoes of the request's frame size, in alternating blocks:
+/// one row per echo. SshCache's stream is a socket pair: the first echo should be one too.
+std::vector<qb::Row> round_trip_rows(const std::string& name, quiver::SshCache& cache,
+                                     std::vector<Echo>& echoes, std::uint64_t rounds) {
   const auto missing = quiver::Call("bench.remote.missing").digest();
   std::vector<std::byte> frame(frame_size(quiver::wire::ContainsRequest{missing}));
-  for (int i = 0; i < 200; ++i) {  // warm up both (the echo's ssh connects here)
-    echo_once(echo, frame);
+  for (int i = 0; i < 200; ++i) {  // warm up all (the echoes' ssh connects here)
+    for (auto& e : echoes) echo_once(e.process, frame);
     cache.contains(missing);
   }
-  qb::Samples measured, floor;
+  qb::Samples measured;
+  std::vector<qb::Samples> floors(echoes.size());
   constexpr std::uint64_t kBlocks = 10;
   for (std::uint64_t b = 0; b < kBlocks; ++b) {
-    for (std::uint64_t i = 0; i < rounds / kBlocks; ++i) floor.add(echo_once(echo, frame));
+    for (std::size_t e = 0; e < echoes.size(); ++e)
+      for (std::uint64_t i = 0; i < rounds / kBlocks; ++i)
+        floors[e].add(echo_once(echoes[e].process, frame));
     for (std::uint64_t i = 0; i < rounds / kBlocks; ++i)
       measured.add(qb::time_once([&] {
         if (cache.contains(missing)) throw StoreError("a missing digest was found", name);
       }));
   }
-  return qb::latency_row(name + " (vs echo of its " + std::to_string(frame.size()) + "-byte frame)",
-                         measured, floor, kRoundTripGoal);
+  std::vector<qb::Row> rows;
+  for (std::size_t e = 0; e < echoes.size(); ++e)
+    rows.push_back(qb::latency_row(name + " (vs echo of its " + std::to_string(frame.size()) +
+                                       "-byte frame over a " + echoes[e].kind + ")",
+                                   measured, floors[e],
+                                   e == 0 ? std::optional(kRoundTripGoal) : std::nullopt));
+  return rows;
 }
 
 qb::Row rate_row(std::string name, double rate, double floor_rate) {
@@ -144,45 +165,76 @@ qb::Row rate_row(std::string name, double rate, double floor_rate) {
           ratio >= kPipelineGoal ? "yes" : "no"};
 }
 
-/// Unpipelined, pipelined (threads) and batched contains() rates over cache.
+/// Unpipelined, pipelined (threads, and one thread with a window of asynchronous calls) and
+/// batched contains() rates over cache. The four phases alternate, kPhaseRounds times, and
+/// each rate is the median of its phases, so that a change of the machine's load during the
+/// run moves the floor and the measured rates alike.
 void throughput_rows(quiver::SshCache& cache, std::uint64_t rounds, std::uint64_t threads,
-                     std::uint64_t batch, std::vector<qb::Row>& rows) {
+                     std::uint64_t window, std::uint64_t batch, std::vector<qb::Row>& rows) {
   std::vector<quiver::Digest> digests;
   for (std::uint64_t i = 0; i < std::max(rounds, batch); ++i)
     digests.push_back(
         quiver::Call("bench.remote.rate").arg("i", static_cast<std::int64_t>(i)).digest());
-  const double t_seq = qb::time_once([&] {
-    for (std::uint64_t i = 0; i < rounds; ++i) cache.contains(digests[i]);
-  });
-  const double seq_rate = static_cast<double>(rounds) / t_seq;
-
-  const std::uint64_t total = rounds * 8;  // more calls: the pipelined rate is higher
-  std::atomic<std::uint64_t> next{0};
-  const auto before = cache.stats().max_in_flight;
-  const double t_pipe = qb::time_once([&] {
-    std::vector<std::thread> pool;
-    for (std::uint64_t t = 0; t < threads; ++t)
-      pool.emplace_back([&] {
-        for (std::uint64_t i; (i = next++) < total;) cache.contains(digests[i % digests.size()]);
-      });
-    for (auto& th : pool) th.join();
-  });
-  std::cerr << "  pipelined: at most " << std::max(before, cache.stats().max_in_flight)
-            << " calls in flight\n";
-  rows.push_back(rate_row("contains() pipelined, " + std::to_string(threads) +
-                              " threads on one connection (vs unpipelined contains())",
-                          static_cast<double>(total) / t_pipe, seq_rate));
-
+  const std::uint64_t total = rounds * 8;         // more calls: the pipelined rate is higher
+  const std::uint64_t async_total = rounds * 32;  // and the asynchronous one higher still
   const std::span<const quiver::Digest> one_batch(digests.data(), batch);
   const std::uint64_t batches = std::max<std::uint64_t>(1, total / batch);
-  const double t_batch = qb::time_once([&] {
-    for (std::uint64_t b = 0; b < batches; ++b)
-      if (cache.contains_many(one_batch).size() != batch)
-        throw StoreError("contains_many returned a wrong count", "bench_remote");
-  });
+  // Rates as Samples of seconds per call, so that the median is the median rate.
+  qb::Samples seq, pipe, async, batched;
+  std::uint64_t threads_in_flight = 0, async_in_flight = 0;
+  constexpr int kPhaseRounds = 3;
+  for (int r = 0; r < kPhaseRounds; ++r) {
+    seq.add(qb::time_once([&] {
+              for (std::uint64_t i = 0; i < rounds; ++i) cache.contains(digests[i]);
+            }) /
+            static_cast<double>(rounds));
+
+    std::atomic<std::uint64_t> next{0};
+    pipe.add(qb::time_once([&] {
+               std::vector<std::thread> pool;
+               for (std::uint64_t t = 0; t < threads; ++t)
+                 pool.emplace_back([&] {
+                   for (std::uint64_t i; (i = next++) < total;)
+                     cache.contains(digests[i % digests.size()]);
+                 });
+               for (auto& th : pool) th.join();
+             }) /
+             static_cast<double>(total));
+    threads_in_flight = std::max(threads_in_flight, cache.stats().max_in_flight);
+
+    async.add(qb::time_once([&] {
+                std::deque<std::future<bool>> in_flight;
+                for (std::uint64_t i = 0; i < async_total; ++i) {
+                  if (in_flight.size() >= window) {
+                    in_flight.front().get();
+                    in_flight.pop_front();
+                  }
+                  in_flight.push_back(cache.contains_async(digests[i % digests.size()]));
+                }
+                for (auto& f : in_flight) f.get();
+              }) /
+              static_cast<double>(async_total));
+    async_in_flight = std::max(async_in_flight, cache.stats().max_in_flight);
+
+    batched.add(qb::time_once([&] {
+                  for (std::uint64_t b = 0; b < batches; ++b)
+                    if (cache.contains_many(one_batch).size() != batch)
+                      throw StoreError("contains_many returned a wrong count", "bench_remote");
+                }) /
+                static_cast<double>(batches * batch));
+  }
+  std::cerr << "  pipelined: at most " << threads_in_flight << " calls in flight, then "
+            << async_in_flight << " with contains_async()\n";
+  const double seq_rate = 1 / seq.median();
+  rows.push_back(rate_row("contains() pipelined, " + std::to_string(threads) +
+                              " threads on one connection (vs unpipelined contains())",
+                          1 / pipe.median(), seq_rate));
+  rows.push_back(rate_row("contains_async(), one thread, " + std::to_string(window) +
+                              " calls in flight (vs unpipelined contains())",
+                          1 / async.median(), seq_rate));
   rows.push_back(rate_row(
       "contains_many(), " + std::to_string(batch) + " digests per call (vs unpipelined contains())",
-      static_cast<double>(batches * batch) / t_batch, seq_rate));
+      1 / batched.median(), seq_rate));
 }
 
 /// VmHWM of pid in bytes.
@@ -260,7 +312,8 @@ void transfer_rows(quiver::SshCache& cache, const Remote& remote, std::uint64_t 
     const auto bytes = a.buffer().span();
     for (std::uint64_t r = 0; r < reps; ++r) {
       auto cat = quiver::Process::spawn(
-          ssh_argv(remote.ssh_options, remote.host, "echo ready; exec cat > /dev/null"));
+          ssh_argv(remote.ssh_options, remote.host, "echo ready; exec cat > /dev/null"), {}, false,
+          quiver::Stdio::sockets);
       read_line(cat.stdout_fd().get(), "ssh cat");  // connected: only the bytes are timed
       const double t_floor = qb::time_once([&] {
         qb::write_all(cat.stdin_fd().get(), bytes, "ssh cat stdin");
@@ -283,7 +336,8 @@ void transfer_rows(quiver::SshCache& cache, const Remote& remote, std::uint64_t 
   for (std::uint64_t r = 0; r < reps; ++r) {
     auto head = quiver::Process::spawn(
         ssh_argv(remote.ssh_options, remote.host,
-                 "echo ready; read go; exec head -c " + std::to_string(nbytes) + " /dev/zero"));
+                 "echo ready; read go; exec head -c " + std::to_string(nbytes) + " /dev/zero"),
+        {}, false, quiver::Stdio::sockets);
     read_line(head.stdout_fd().get(), "ssh head");
     const double t_floor = qb::time_once([&] {
       qb::write_all(head.stdin_fd().get(), std::as_bytes(std::span<const char>("go\n", 3)),
@@ -340,14 +394,16 @@ int run(int argc, char** argv) {
   const std::uint64_t bytes = flags.size("--bytes", "QUIVER_BENCH_BYTES", 1u << 30);
   const std::uint64_t rounds = flags.size("--rounds", nullptr, 4000);
   const std::uint64_t threads = flags.size("--threads", nullptr, 16);
+  const std::uint64_t window = flags.size("--window", nullptr, 512);
   const std::uint64_t batch = flags.size("--batch", nullptr, 1000);
   const std::uint64_t reps = flags.size("--reps", "QUIVER_BENCH_REPS", 3);
   const fs::path dir = flags.text("--dir", "QUIVER_BENCH_DIR", qb::default_work_dir());
   const bool header = !flags.present("--no-header");
   flags.finish();
-  if (bytes < 8 || rounds < 10 || threads == 0 || batch == 0 || reps == 0)
-    throw InvalidArgument("--bytes, --rounds, --threads, --batch and --reps must be positive",
-                          "bench_remote");
+  if (bytes < 8 || rounds < 10 || threads == 0 || window == 0 || batch == 0 || reps == 0)
+    throw InvalidArgument(
+        "--bytes, --rounds, --threads, --window, --batch and --reps must be positive",
+        "bench_remote");
   if (!ssh_config.empty()) remote.ssh_options = {"-F", ssh_config};
   if (!cipher.empty()) remote.ssh_options.insert(remote.ssh_options.end(), {"-c", cipher});
 
@@ -360,9 +416,13 @@ int run(int argc, char** argv) {
     o.quiver = quiver;
     o.config = write_memory_config(scratch.path());
     quiver::SshCache cache(o);
-    auto cat = quiver::Process::spawn({"cat"});
-    rows.push_back(
-        round_trip_row("contains() round trip, local subprocess pipe", cache, cat, rounds));
+    std::vector<Echo> echoes;
+    echoes.push_back(
+        {quiver::Process::spawn({"cat"}, {}, false, quiver::Stdio::sockets), "socket pair"});
+    echoes.push_back({quiver::Process::spawn({"cat"}), "pipe"});
+    for (auto& r :
+         round_trip_rows("contains() round trip, local subprocess", cache, echoes, rounds))
+      rows.push_back(std::move(r));
   }
   if (!remote.host.empty()) {
     std::cerr << "remote: ssh " << remote.host << "\n";
@@ -373,11 +433,17 @@ int run(int argc, char** argv) {
     if (!remote_dir.empty()) o.config = write_memory_config(remote_dir);
     o.call_timeout = std::chrono::minutes(10);
     quiver::SshCache cache(o);
-    auto cat = quiver::Process::spawn(ssh_argv(remote.ssh_options, remote.host, "exec cat"));
-    rows.push_back(
-        round_trip_row("contains() round trip, ssh to " + remote.host, cache, cat, rounds));
-    cat.close();
-    throughput_rows(cache, rounds, threads, batch, rows);
+    {
+      std::vector<Echo> echoes;
+      echoes.push_back(
+          {quiver::Process::spawn(ssh_argv(remote.ssh_options, remote.host, "exec cat"), {}, false,
+                                  quiver::Stdio::sockets),
+           "socket pair"});
+      for (auto& r :
+           round_trip_rows("contains() round trip, ssh to " + remote.host, cache, echoes, rounds))
+        rows.push_back(std::move(r));
+    }
+    throughput_rows(cache, rounds, threads, window, batch, rows);
     transfer_rows(cache, remote, bytes, reps, "ssh" + (cipher.empty() ? "" : " (" + cipher + ")"),
                   rows);
   }

@@ -3,10 +3,10 @@
 //
 // Floors. Save: write() of the array's bytes to a temporary file, fsync, close, rename into
 // place, fsync the directory (what a durable store save must do at least). Load: read() of
-// that file into a preallocated, already-touched buffer. Loads are measured with the page
-// cache warm for both sides (each file was just written), and optionally cold: the file's
-// pages evicted with posix_fadvise(DONTNEED) before each read, for both sides alike.
-// Measurements alternate between floor and store so that drift on a shared machine hits
+// that file into a preallocated, already-touched plain heap buffer (small pages). Loads are
+// measured with the page cache warm for both sides (each file was just written), and optionally
+// cold: the file's pages evicted with posix_fadvise(DONTNEED) before each read, for both sides
+// alike. Measurements alternate between floor and store so that drift on a shared machine hits
 // both; each is repeated and the median reported.
 #include <fcntl.h>
 #include <unistd.h>
@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstring>
 #include <iostream>
+#include <memory>
 #include <numbers>
 #include <quiver/core/call.hpp>
 #include <quiver/core/errors.hpp>
@@ -166,34 +167,45 @@ void measure(const fs::path& dir, std::uint64_t nbytes, std::vector<Variant> var
                            variants[k].has_goal ? std::optional(kSaveGoal) : std::nullopt));
   }
 
-  // Loads: the floor reads into a buffer allocated and touched beforehand; a reference reads
-  // into a freshly allocated buffer per read, as any API returning a new array must.
-  quiver::Buffer prealloc = quiver::Buffer::allocate(nbytes);
-  std::memset(prealloc.mutable_data(), 0, nbytes);
-  const std::span<std::byte> prealloc_span(prealloc.mutable_data(), nbytes);
+  // Loads: the floor reads into a plain heap buffer (operator new[], small pages) allocated
+  // and touched beforehand; one reference reads into such a buffer freshly allocated per
+  // read, as any API returning a new array must, and another into a fresh
+  // quiver::Buffer::allocate() buffer (huge pages, as a loaded array gets).
+  const std::unique_ptr<std::byte[]> prealloc(new std::byte[nbytes]);
+  std::memset(prealloc.get(), 0, nbytes);
+  const std::span<std::byte> prealloc_span(prealloc.get(), nbytes);
   std::vector<std::string> modes;
   if (settings.warm) modes.push_back("warm");
   if (settings.cold) modes.push_back("cold");
   for (const std::string& mode : modes) {
     const bool cold = mode == "cold";
-    qb::Samples raw_load_s, fresh_load_s;
+    qb::Samples raw_load_s, fresh_load_s, huge_load_s;
     std::vector<qb::Samples> load_s(variants.size());
     for (std::uint64_t r = 0; r < settings.reps; ++r) {
       if (cold) qb::evict_from_page_cache(raw_file);
       const double t_raw = qb::time_once([&] { raw_load(raw_file, prealloc_span); });
       raw_load_s.add(t_raw);
-      if (r == 0 && !(prealloc == field.buffer()))
+      if (r == 0 && std::memcmp(prealloc.get(), raw_bytes.data(), nbytes) != 0)
         throw StoreError("raw file differs from the array written", raw_file.string());
       if (cold) qb::evict_from_page_cache(raw_file);
-      quiver::Buffer fresh;
-      const double t_fresh = qb::time_once([&] {
-        fresh = quiver::Buffer::allocate(nbytes);
-        raw_load(raw_file, std::span<std::byte>(fresh.mutable_data(), nbytes));
+      quiver::Buffer huge;
+      const double t_huge = qb::time_once([&] {
+        huge = quiver::Buffer::allocate(nbytes);
+        raw_load(raw_file, std::span<std::byte>(huge.mutable_data(), nbytes));
       });
-      fresh = {};
+      huge = {};
+      huge_load_s.add(t_huge);
+      if (cold) qb::evict_from_page_cache(raw_file);
+      std::unique_ptr<std::byte[]> fresh;
+      const double t_fresh = qb::time_once([&] {
+        fresh.reset(new std::byte[nbytes]);
+        raw_load(raw_file, std::span<std::byte>(fresh.get(), nbytes));
+      });
+      fresh.reset();
       fresh_load_s.add(t_fresh);
       std::cerr << "  load " << mode << " rep " << r + 1 << ": raw " << qb::format_duration(t_raw)
-                << ", raw fresh buffer " << qb::format_duration(t_fresh);
+                << ", raw fresh buffer " << qb::format_duration(t_fresh)
+                << ", raw fresh huge-page buffer " << qb::format_duration(t_huge);
       for (std::size_t k = 0; k < variants.size(); ++k) {
         const fs::path path = stores[k]->entry_path(entry.digest);
         if (cold) qb::evict_from_page_cache(path);
@@ -220,6 +232,9 @@ void measure(const fs::path& dir, std::uint64_t nbytes, std::vector<Variant> var
     rows.push_back(
         qb::throughput_row("reference: read() " + size + " (" + mode + ") into a fresh buffer",
                            nbytes, fresh_load_s.median(), raw_load_s.median()));
+    rows.push_back(qb::throughput_row("reference: read() " + size + " (" + mode +
+                                          ") into a fresh huge-page buffer (Buffer::allocate)",
+                                      nbytes, huge_load_s.median(), raw_load_s.median()));
   }
 }
 

@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# The sanitizer and fuzzing step of the test suite (docs/reliability.md), each in a build
-# directory of its own beside the sources:
-#   asan  build-asan: gcc, -DQUIVER_SANITIZE=address,undefined; every unit and integration
-#         test and the fuzz corpus replays, halting on the first report, leaks included.
+# The sanitizer and fuzzing step of the test suite (docs/reliability.md), in build
+# directories of their own beside the sources, compiled at -O1 -g1 (quick to build, still
+# fast enough to run, stacks with file:line):
+#   asan  build-san: clang-14, -DQUIVER_SANITIZE=address,undefined,fuzzer-no-link; every
+#         unit and integration test and the fuzz corpus replays, halting on the first
+#         report, leaks included.
+#   fuzz  build-san again (the same instrumented library): each libFuzzer target for
+#         QUIVER_FUZZ_SECONDS (45), two at a time.
 #   tsan  build-tsan: gcc, -DQUIVER_SANITIZE=thread; the tests that run threads against one
 #         another (client pipelining, the server loop, concurrent store writers, memory
 #         cache, reader deadlines and signals).
-#   fuzz  build-fuzz: clang-14 with libFuzzer; each target for QUIVER_FUZZ_SECONDS (45).
-# Usage: scripts/sanitize.sh [asan] [tsan] [fuzz]     (no argument: all three)
+#   tsan-mpi  build-tsan again, with -DQUIVER_MPI=ON: rank 0's progress threads under
+#         mpirun (mpi.cache_test, mpi.collective_timeout_test); Open MPI itself is not
+#         instrumented (tests/sanitizers/tsan.supp says what is suppressed in it, and why).
+# Usage: scripts/sanitize.sh [asan] [tsan] [tsan-mpi] [fuzz]     (no argument: all four)
 # Environment: QUIVER_JOBS (2), QUIVER_FUZZ_SECONDS, QUIVER_SANITIZE_ROOT (where the build
 # directories go; default: the source tree). Prints the time each step took.
 set -euo pipefail
@@ -16,7 +22,7 @@ out=${QUIVER_SANITIZE_ROOT:-$here}
 jobs=${QUIVER_JOBS:-2}
 supp=$here/tests/sanitizers
 steps=("$@")
-[ ${#steps[@]} -eq 0 ] && steps=(asan tsan fuzz)
+[ ${#steps[@]} -eq 0 ] && steps=(asan fuzz tsan tsan-mpi)
 
 # Halt at the first report, with a stack; suppressions cover third-party code only.
 export ASAN_OPTIONS="halt_on_error=1:detect_leaks=1:abort_on_error=0:strict_string_checks=1:detect_stack_use_after_return=0"
@@ -27,8 +33,21 @@ export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$supp/
 configure() {  # configure DIR extra-args...
   local dir=$1
   shift
-  cmake -S "$here" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQUIVER_WERROR=ON \
-    -DQUIVER_BUILD_BENCH=OFF -DQUIVER_BUILD_DEMO=OFF -DQUIVER_MPI=OFF "$@" >/dev/null
+  cmake -S "$here" -B "$dir" -DCMAKE_BUILD_TYPE=None -DCMAKE_C_FLAGS="-O1 -g1" \
+    -DCMAKE_CXX_FLAGS="-O1 -g1" -DQUIVER_WERROR=ON -DQUIVER_BUILD_BENCH=OFF \
+    -DQUIVER_BUILD_DEMO=OFF -DQUIVER_MPI=OFF "$@" >/dev/null
+}
+
+# The clang build shared by asan and fuzz: ASan+UBSan everywhere, plus libFuzzer's coverage
+# instrumentation, so the fuzz targets link the very library the ASan tests ran.
+san_build() {
+  if ! command -v clang++-14 >/dev/null; then
+    echo "sanitize: clang++-14 not found; this step needs it (scripts/install-deps.sh)"
+    return 1
+  fi
+  configure "$out/build-san" -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 \
+    -DQUIVER_SANITIZE=address,undefined,fuzzer-no-link \
+    -DQUIVER_FUZZ_SECONDS="${QUIVER_FUZZ_SECONDS:-45}"
 }
 
 # The test programs of an area: tests/<area>/<name>_test.cpp -> <area>_<name>_test.
@@ -53,8 +72,8 @@ step() {  # step NAME command...: runs it, reports its time, remembers a failure
 }
 
 asan() {
-  local b=$out/build-asan
-  configure "$b" -DQUIVER_SANITIZE=address,undefined || return
+  local b=$out/build-san
+  san_build || return
   # shellcheck disable=SC2046
   cmake --build "$b" -j"$jobs" --target quiver_cli $(programs unit) $(programs integration) \
     fuzz_wire_corpus fuzz_value_corpus fuzz_digest_corpus fuzz_config_corpus || return
@@ -83,25 +102,33 @@ tsan() {
     -E 'NothingLeaksAfterClose')
 }
 
-fuzz() {
-  if ! command -v clang++-14 >/dev/null; then
-    echo "sanitize: clang++-14 not found; the libFuzzer targets need it (scripts/install-deps.sh)"
+tsan_mpi() {
+  if ! command -v mpirun >/dev/null; then
+    echo "sanitize: mpirun not found; tsan-mpi needs MPI (scripts/install-deps.sh)"
     return 1
   fi
-  local b=$out/build-fuzz
-  configure "$b" -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 \
-    -DQUIVER_FUZZ_SECONDS="${QUIVER_FUZZ_SECONDS:-45}" || return
+  local b=$out/build-tsan
+  configure "$b" -DQUIVER_SANITIZE=thread -DQUIVER_MPI=ON || return
+  cmake --build "$b" -j"$jobs" --target quiver_cli mpi_cache_test mpi_collective_timeout_test ||
+    return
+  (cd "$b" && ctest --output-on-failure --timeout 900 -R '^mpi\.(cache|collective_timeout)_test$')
+}
+
+fuzz() {
+  local b=$out/build-san
+  san_build || return
   cmake --build "$b" -j"$jobs" --target fuzz_wire fuzz_value fuzz_digest fuzz_config || return
-  # One target at a time: each already uses a core at full speed.
-  (cd "$b" && ctest --output-on-failure -j1 -L libfuzzer)
+  # Two targets at a time, one per core.
+  (cd "$b" && ctest --output-on-failure -j"$jobs" -L libfuzzer)
 }
 
 total=$SECONDS
 for s in "${steps[@]}"; do
   case $s in
     asan | tsan | fuzz) step "$s" "$s" ;;
+    tsan-mpi) step "$s" tsan_mpi ;;
     *)
-      echo "usage: $0 [asan] [tsan] [fuzz]" >&2
+      echo "usage: $0 [asan] [tsan] [tsan-mpi] [fuzz]" >&2
       exit 2
       ;;
   esac

@@ -70,18 +70,7 @@ TEST_F(Torture, ServerKilledAtRandomMomentsDuringSaves) {
     if (round > 0) cache.reconnect();
     const auto pid = static_cast<pid_t>(cache.info().at("pid").get<std::int64_t>());
     std::atomic<int> acks{0};
-    std::thread saver([&] {
-      for (int i = 0; i < 1000; ++i) {
-        log.attempt(round, i);
-        try {
-          cache.save(torture_entry(round, i));
-        } catch (const RemoteConnectionError&) {
-          return;
-        }
-        log.acknowledge(round, i);
-        acks++;
-      }
-    });
+    std::thread saver([&] { log.save_until_lost(cache, round, acks); });
     // Kill after a random number of acknowledged saves, a random time into the next one.
     const int after = log.random(0, 4);
     ASSERT_TRUE(testing::eventually([&] { return acks.load() >= after; }, 60s));

@@ -79,7 +79,7 @@ std::vector<bool> CountingCache::contains_many(std::span<const Digest> digests) 
   const int now = ++in_progress_;
   for (int seen = max_concurrent; now > seen && !max_concurrent.compare_exchange_weak(seen, now);) {
   }
-  if (batch_delay.count() > 0) std::this_thread::sleep_for(batch_delay);
+  if (const auto delay = batch_delay.load(); delay.count() > 0) std::this_thread::sleep_for(delay);
   --in_progress_;
   std::vector<bool> out;
   for (const auto& d : digests) out.push_back(MemoryCache::contains(d));

@@ -31,7 +31,8 @@ long long sum(long long v);
 /// remote round trip is), so that requests pile up while one is in progress.
 class CountingCache : public MemoryCache {
  public:
-  std::chrono::milliseconds batch_delay{0};
+  /// Atomic: the tests set it while rank 0's serving threads read it.
+  std::atomic<std::chrono::milliseconds> batch_delay{std::chrono::milliseconds(0)};
   std::atomic<int> contains_calls{0}, contains_many_calls{0}, load_many_calls{0},
       save_many_calls{0}, single_calls{0};
   /// The most contains_many calls that were in progress at once.

@@ -3,7 +3,6 @@
 // Every answer is checked against an in-memory model, and this process's descriptors,
 // threads, child processes and memory, and the remote server's memory, are sampled after a
 // warm-up and at the end: none may grow.
-#include <dirent.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -34,40 +33,12 @@ namespace {
 using testing::RemoteDir;
 using testing::SshFixture;
 using SteadyClock = std::chrono::steady_clock;
+using testing::child_process_count;
+using testing::rss_kib;
 
 constexpr int kThreads = 4;
 constexpr int kKeysPerThread = 24;
 constexpr std::int64_t kRssGrowthLimitKiB = 64 * 1024;
-
-/// VmRSS of process pid in KiB (-1 when it cannot be read).
-std::int64_t rss_kib(const std::string& pid) {
-  std::ifstream in("/proc/" + pid + "/status");
-  for (std::string line; std::getline(in, line);)
-    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6));
-  return -1;
-}
-
-/// Number of live processes whose parent is this process (a scan of /proc).
-int child_process_count() {
-  int n = 0;
-  const auto self = std::to_string(::getpid());
-  std::unique_ptr<DIR, int (*)(DIR*)> proc(::opendir("/proc"), ::closedir);
-  if (!proc) return -1;
-  while (const dirent* e = ::readdir(proc.get())) {
-    const std::string name = e->d_name;
-    if (name.empty() || !std::all_of(name.begin(), name.end(), ::isdigit)) continue;
-    std::ifstream in("/proc/" + name + "/stat");
-    std::string stat;
-    std::getline(in, stat);
-    const auto paren = stat.rfind(')');
-    if (paren == std::string::npos) continue;
-    std::istringstream rest(stat.substr(paren + 1));
-    std::string state, ppid;
-    rest >> state >> ppid;
-    if (ppid == self) ++n;
-  }
-  return n;
-}
 
 struct Sample {
   std::size_t fds = 0;
@@ -94,18 +65,8 @@ Call call_of(int t, int k) {
 
 /// Mixed sizes: scalars, strings, small and large arrays (up to 2 MiB).
 Value result_of(int k, int g) {
-  switch ((k + g) % 5) {
-    case 0:
-      return Value(static_cast<std::int64_t>(k * 1000 + g));
-    case 1:
-      return Value("k" + std::to_string(k) + "g" + std::to_string(g));
-    case 2:
-      return Value(testing::ramp(16, g));
-    case 3:
-      return Value(testing::ramp(8192 + static_cast<std::uint64_t>(k), g));
-    default:
-      return Value(testing::ramp(k % 3 == 0 ? 262144 : 32768, g));
-  }
+  return testing::mixed_value(k, g, 8192 + static_cast<std::uint64_t>(k),
+                              k % 3 == 0 ? 262144 : 32768);
 }
 
 enum class Op { save, load, load_value, contains, contains_many, query, evict, ping };

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstring>
 #include <fstream>
+#include <future>
 #include <quiver/core/call.hpp>
 #include <quiver/core/errors.hpp>
 #include <quiver/core/log.hpp>
@@ -439,6 +440,37 @@ TEST(SshCache, EightThreadsShareOneSshConnection) {
   Query q;
   q.function = "ssh.threads";
   EXPECT_EQ(cache.query(q).size(), static_cast<std::size_t>(kThreads * kCalls / 2));
+}
+
+TEST(SshCache, AsyncCallsShareOneSshConnectionAndFailWithIt) {
+  RemoteDir dir("async");
+  SshCache cache(fault_options(dir.write_config()));
+  std::vector<Entry> saved;
+  for (int i = 0; i < 40; ++i)
+    saved.push_back(Entry::make(Call("ssh.async").arg("i", i * 5), Value(i)));
+  cache.save_many(saved);
+  constexpr int kCalls = 400;  // every fifth present, below 200
+  std::vector<std::future<bool>> found;
+  for (int i = 0; i < kCalls; ++i)
+    found.push_back(
+        cache.contains_async(Entry::make(Call("ssh.async").arg("i", i), Value(0)).digest));
+  int wrong = 0;
+  for (int i = 0; i < kCalls; ++i)
+    if (found[static_cast<std::size_t>(i)].get() != (i % 5 == 0 && i < 200)) ++wrong;
+  EXPECT_EQ(wrong, 0);
+  EXPECT_GT(cache.stats().max_in_flight, 10u);
+  EXPECT_EQ(cache.stats().connects, 1u);
+
+  const auto server = static_cast<pid_t>(cache.info()["pid"].get<std::int64_t>());
+  ReleaseOnExit release{server, "serve"};
+  ASSERT_EQ(::kill(server, SIGSTOP), 0);  // hold the calls in flight
+  std::vector<std::future<bool>> held;
+  for (int i = 0; i < 8; ++i) held.push_back(cache.contains_async(saved[0].digest));
+  ASSERT_EQ(::kill(cache.pid(), SIGKILL), 0);
+  for (auto& f : held) {
+    auto e = connection_error([&] { f.get(); });
+    EXPECT_THAT(e.message(), HasSubstr("signal 9"));
+  }
 }
 
 }  // namespace

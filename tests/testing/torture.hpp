@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -17,6 +18,8 @@
 #include <mutex>
 #include <quiver/core/call.hpp>
 #include <quiver/core/digest.hpp>
+#include <quiver/core/errors.hpp>
+#include <quiver/store/cache.hpp>
 #include <quiver/store/hdf5_store.hpp>
 #include <random>
 #include <set>
@@ -81,6 +84,23 @@ class TortureLog {
   void acknowledge(int round, int i) {
     std::lock_guard lk(m_);
     acknowledged_.insert({round, i});
+  }
+
+  /// Saves the entries of round one after another through cache, recording each attempt
+  /// and acknowledgement and counting acks, until the connection is lost (returns true) or
+  /// 1000 saves are done (returns false).
+  bool save_until_lost(Cache& cache, int round, std::atomic<int>& acks) {
+    for (int i = 0; i < 1000; ++i) {
+      attempt(round, i);
+      try {
+        cache.save(torture_entry(round, i));
+      } catch (const RemoteConnectionError&) {
+        return true;
+      }
+      acknowledge(round, i);
+      acks++;
+    }
+    return false;
   }
 
   /// Checks the store at root after rounds_run rounds (at least min_rounds): every

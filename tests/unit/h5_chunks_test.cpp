@@ -1,6 +1,8 @@
 // Direct chunk I/O: the checksum equals HDF5's, and chunks written either way read either way.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <quiver/core/errors.hpp>
@@ -13,6 +15,8 @@
 
 namespace quiver::h5 {
 namespace {
+
+using ::testing::HasSubstr;
 
 // HDF5's H5_checksum_fletcher32, word by word, as its sources write it.
 std::uint32_t reference_fletcher32(const std::vector<std::byte>& bytes) {
@@ -114,6 +118,22 @@ TEST_F(ChunkFile, Hdf5sFilteredWritesReadDirectly) {
   EXPECT_EQ(back, data);
 }
 
+TEST_F(ChunkFile, ManyChunksRoundTripWhileASecondThreadChecksums) {
+  // 1000 chunks: saving checksums on a second thread while this one writes, loading verifies
+  // there while this one reads. The last chunk is one element, 2 bytes: it and the chunk
+  // before it cannot be read in place (their checksums would spill past the array).
+  const Shape shape{99'901};
+  auto data = random_bytes(99'901 * 2, 10);
+  auto ds = create(shape, 100);
+  ASSERT_TRUE(write_checksummed_chunks(ds.id(), shape, 2, data.data(), site));
+  std::vector<std::byte> back(data.size());
+  ASSERT_TRUE(read_checksummed_chunks(ds.id(), shape, 2, back.data(), site));
+  EXPECT_EQ(back, data);
+  check(H5Dread(ds.id(), H5T_STD_U16LE, H5S_ALL, H5S_ALL, H5P_DEFAULT, back.data()), "H5Dread",
+        site);
+  EXPECT_EQ(back, data);
+}
+
 TEST_F(ChunkFile, OtherLayoutsAreLeftToHdf5) {
   const Shape shape{100, 4};
   auto data = random_bytes(100 * 4 * 2, 9);
@@ -122,35 +142,57 @@ TEST_F(ChunkFile, OtherLayoutsAreLeftToHdf5) {
   EXPECT_FALSE(read_checksummed_chunks(plain.id(), shape, 2, data.data(), site));
 }
 
-TEST_F(ChunkFile, ACorruptChunkIsReportedWithItsPosition) {
-  const Shape shape{300};
-  std::vector<std::byte> data(600, std::byte{0x11});
-  {
-    auto ds = create(shape, 100);
-    ASSERT_TRUE(write_checksummed_chunks(ds.id(), shape, 2, data.data(), site));
+// Writes `chunks` chunks of 100 rows of 0x11 bytes, then changes one byte inside each chunk
+// listed in `corrupt` (found as the runs of 0x11 bytes in the file, in order); returns the
+// error reading the dataset back reports, or "" when it reports none.
+class CorruptChunkFile : public ChunkFile {
+ protected:
+  std::string read_with_corrupt_chunks(std::uint64_t chunks, std::vector<std::uint64_t> corrupt) {
+    const Shape shape{chunks * 100};
+    std::vector<std::byte> data(chunks * 200, std::byte{0x11});
+    {
+      auto ds = create(shape, 100);
+      EXPECT_TRUE(write_checksummed_chunks(ds.id(), shape, 2, data.data(), site));
+    }
+    close(file, site);
+    {
+      std::ostringstream read;
+      read << std::ifstream(site.path, std::ios::binary).rdbuf();
+      const std::string content = read.str();
+      std::fstream f(site.path, std::ios::in | std::ios::out | std::ios::binary);
+      std::size_t at = 0;
+      for (std::uint64_t k = 0; k < chunks; ++k, at += 200) {
+        at = content.find(std::string(200, '\x11'), at);
+        EXPECT_NE(at, std::string::npos) << "chunk " << k << " not found";
+        if (at == std::string::npos) return "";
+        if (std::find(corrupt.begin(), corrupt.end(), k) == corrupt.end()) continue;
+        f.seekp(static_cast<std::streamoff>(at + 10));
+        f.put('\x13');
+      }
+    }
+    auto reopened = open_file(site.path, site);
+    auto ds = own(H5Dopen2(reopened.id(), "a", H5P_DEFAULT), "H5Dopen2", site);
+    std::vector<std::byte> back(data.size());
+    try {
+      read_checksummed_chunks(ds.id(), shape, 2, back.data(), site);
+    } catch (const CorruptEntry& e) {
+      return e.what();
+    }
+    return "";
   }
-  close(file, site);
-  {  // flip one bit of the second chunk: the only run of 0x11 bytes after the first 200
-    std::ostringstream read;
-    read << std::ifstream(site.path, std::ios::binary).rdbuf();
-    const std::string content = read.str();
-    std::fstream f(site.path, std::ios::in | std::ios::out | std::ios::binary);
-    auto first = content.find(std::string(200, '\x11'));
-    ASSERT_NE(first, std::string::npos);
-    auto second = content.find(std::string(200, '\x11'), first + 200);
-    ASSERT_NE(second, std::string::npos);
-    f.seekp(static_cast<std::streamoff>(second + 10));
-    f.put('\x13');
-  }
-  auto reopened = open_file(site.path, site);
-  auto ds = own(H5Dopen2(reopened.id(), "a", H5P_DEFAULT), "H5Dopen2", site);
-  std::vector<std::byte> back(600);
-  try {
-    read_checksummed_chunks(ds.id(), shape, 2, back.data(), site);
-    FAIL() << "corruption went unnoticed";
-  } catch (const CorruptEntry& e) {
-    EXPECT_NE(std::string(e.what()).find("chunk 1 (rows from 100)"), std::string::npos) << e.what();
-  }
+};
+
+TEST_F(CorruptChunkFile, ACorruptChunkIsReportedWithItsPosition) {
+  EXPECT_THAT(read_with_corrupt_chunks(3, {1}), HasSubstr("chunk 1 (rows from 100)"));
+}
+
+TEST_F(CorruptChunkFile, TheFirstOfSeveralCorruptChunksIsReported) {
+  // Verified on two threads: the lowest failing chunk still wins.
+  EXPECT_THAT(read_with_corrupt_chunks(40, {7, 38, 39}), HasSubstr("chunk 7 (rows from 700)"));
+}
+
+TEST_F(CorruptChunkFile, ACorruptLastChunkIsReported) {
+  EXPECT_THAT(read_with_corrupt_chunks(5, {4}), HasSubstr("chunk 4 (rows from 400)"));
 }
 
 }  // namespace

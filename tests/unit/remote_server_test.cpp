@@ -309,7 +309,8 @@ TEST(RemoteServer, ABrokenStreamEndsTheLoopWithStatusOne) {
   ASSERT_EQ(::write(in_w.get(), garbage, sizeof garbage), static_cast<ssize_t>(sizeof garbage));
   in_w.reset();
   int status = -1;
-  std::thread t([&] { status = serve(cache, in_r.get(), out_w.get()); });
+  const int in = in_r.get(), out = out_w.get();  // clang 14 cannot capture bindings
+  std::thread t([&cache, &status, in, out] { status = serve(cache, in, out); });
   FrameReader r(out_r.get());
   receive_greeting(r);
   t.join();

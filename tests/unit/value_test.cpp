@@ -3,11 +3,17 @@
 #include <gtest/gtest.h>
 
 #include <complex>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <limits>
 #include <memory>
 #include <quiver/core/value.hpp>
 #include <set>
+#include <sstream>
+#include <string>
 
 #include "testing/testing.hpp"
 
@@ -170,8 +176,8 @@ TEST(ValueMapLookup, FindReturnsNullWhenAbsentOrNotAMap) {
 }
 
 TEST(ValueInteger, Uint64AboveInt64MaxIsRejected) {
-  EXPECT_THROW(Value(std::uint64_t{9223372036854775808ULL}), InvalidArgument);
-  EXPECT_THROW(Value(std::numeric_limits<std::uint64_t>::max()), InvalidArgument);
+  EXPECT_THROW((Value(std::uint64_t{9223372036854775808ULL})), InvalidArgument);
+  EXPECT_THROW((Value(std::numeric_limits<std::uint64_t>::max())), InvalidArgument);
 }
 
 TEST(ValueInteger, SmallUnsignedTypesAlwaysFit) {
@@ -436,6 +442,54 @@ TEST(Buffer, AdoptKeepsTheOwnerAlive) {
   EXPECT_EQ(b.view(), "owned bytes");
   b = Buffer();
   EXPECT_TRUE(watch.expired());
+}
+
+TEST(Buffer, LargeBuffersStartOnAHugePageBoundaryAndHoldWhatIsWritten) {
+  for (std::size_t n : {Buffer::kHugePageBytes, 3 * Buffer::kHugePageBytes + 5}) {
+    Buffer b = Buffer::allocate(n);
+    ASSERT_EQ(b.size(), n);
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(b.data()) % Buffer::kHugePageBytes, 0u) << n;
+    for (std::size_t i = 0; i < n; ++i) b.mutable_data()[i] = static_cast<std::byte>(i * 7 + 1);
+    Buffer copy = Buffer::copy_of(b.span());
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(copy.data()) % Buffer::kHugePageBytes, 0u) << n;
+    EXPECT_EQ(copy, b);
+    EXPECT_EQ(copy.data()[n - 1], static_cast<std::byte>((n - 1) * 7 + 1));
+  }
+}
+
+TEST(Buffer, SmallBuffersAreOrdinaryAllocations) {
+  Buffer b = Buffer::allocate(Buffer::kHugePageBytes - 1);
+  EXPECT_EQ(b.size(), Buffer::kHugePageBytes - 1);
+  std::memset(b.mutable_data(), 0x5a, b.size());
+  EXPECT_EQ(b.data()[b.size() - 1], std::byte{0x5a});
+}
+
+// The VmFlags line of the mapping holding address p in /proc/self/smaps; empty if none.
+std::string vm_flags_of(const void* p) {
+  const auto addr = reinterpret_cast<std::uintptr_t>(p);
+  std::ifstream smaps("/proc/self/smaps");
+  std::string line;
+  bool inside = false;
+  while (std::getline(smaps, line)) {
+    std::uintptr_t begin = 0, end = 0;
+    char dash = 0;
+    std::istringstream head(line);
+    if (head >> std::hex >> begin >> dash >> end && dash == '-') {
+      inside = begin <= addr && addr < end;
+    } else if (inside && line.rfind("VmFlags:", 0) == 0) {
+      return line;
+    }
+  }
+  return {};
+}
+
+TEST(Buffer, LargeBuffersAskForTransparentHugePages) {
+  if (!std::filesystem::exists("/sys/kernel/mm/transparent_hugepage/enabled"))
+    GTEST_SKIP() << "this kernel has no transparent huge pages";
+  Buffer b = Buffer::allocate(4 * Buffer::kHugePageBytes);
+  const std::string flags = vm_flags_of(b.data());
+  ASSERT_FALSE(flags.empty()) << "no mapping holds the buffer";
+  EXPECT_THAT(flags + " ", HasSubstr(" hg ")) << "madvise(MADV_HUGEPAGE) missing";
 }
 
 }  // namespace

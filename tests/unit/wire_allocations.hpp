@@ -43,16 +43,27 @@ class LargeAllocations {
 
 }  // namespace quiver::testing
 
-void* operator new(std::size_t n) {
+[[gnu::noinline]] void* operator new(std::size_t n) {
   void* p = std::malloc(n ? n : 1);
   if (!p) throw std::bad_alloc();
   quiver::testing::LargeAllocations::note(p, n);
   return p;
 }
-void* operator new[](std::size_t n) {
+[[gnu::noinline]] void* operator new[](std::size_t n) {
   return ::operator new(n);
 }
-// Not inlined, so that the compiler does not pair operator new with free() and warn.
+// Over-aligned allocations (Buffer::allocate of large buffers) are counted alike.
+[[gnu::noinline]] void* operator new(std::size_t n, std::align_val_t align) {
+  const auto a = static_cast<std::size_t>(align);
+  void* p = std::aligned_alloc(a, (n + a - 1) / a * a);
+  if (!p) throw std::bad_alloc();
+  quiver::testing::LargeAllocations::note(p, n);
+  return p;
+}
+[[gnu::noinline]] void* operator new[](std::size_t n, std::align_val_t align) {
+  return ::operator new(n, align);
+}
+// None is inlined, so that the compiler does not pair operator new with free() and warn.
 [[gnu::noinline]] void operator delete(void* p) noexcept {
   std::free(p);
 }
@@ -63,5 +74,17 @@ void* operator new[](std::size_t n) {
   std::free(p);
 }
 [[gnu::noinline]] void operator delete[](void* p, std::size_t) noexcept {
+  std::free(p);
+}
+[[gnu::noinline]] void operator delete(void* p, std::align_val_t) noexcept {
+  std::free(p);
+}
+[[gnu::noinline]] void operator delete[](void* p, std::align_val_t) noexcept {
+  std::free(p);
+}
+[[gnu::noinline]] void operator delete(void* p, std::size_t, std::align_val_t) noexcept {
+  std::free(p);
+}
+[[gnu::noinline]] void operator delete[](void* p, std::size_t, std::align_val_t) noexcept {
   std::free(p);
 }

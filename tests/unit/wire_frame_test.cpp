@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -49,6 +50,14 @@ struct PipeEnds {
 PipeEnds make_pipe() {
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
+  return {Fd(fds[0]), Fd(fds[1])};
+}
+
+// A connected pair of stream sockets, as SshCache's stream to its process.
+PipeEnds make_socket_pair() {
+  int fds[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
+    throw std::runtime_error("socketpair failed");
   return {Fd(fds[0]), Fd(fds[1])};
 }
 
@@ -430,6 +439,63 @@ TEST(WireFrameReader, DeadlineOnASilentPipeIsATimeoutAndLeavesTheReaderUsable) {
   EXPECT_EQ(in->request_id, 3u);
 }
 
+TEST(WireFrameReader, DeadlinesOnASocketAreTimeoutsAndAShorterOneIsHonoured) {
+  // On a socket the reader blocks with a receive timeout instead of polling; a long
+  // deadline sets a long timeout, which a later short deadline must not wait out.
+  auto p = make_socket_pair();
+  FrameReader r(p.read.get());
+  FrameWriter w(p.write.get());
+  send_message(w, 1, Ping{});
+  r.set_deadline(std::chrono::steady_clock::now() + 60s);
+  auto first = receive_message(r);
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->request_id, 1u);
+  const auto t0 = std::chrono::steady_clock::now();
+  r.set_deadline(t0 + 50ms);
+  EXPECT_THROW(receive_message(r), TimeoutError);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 20s);  // not the 30 s of the first timeout
+  EXPECT_FALSE(r.broken());
+  send_message(w, 2, Ping{});
+  r.set_deadline(std::nullopt);  // no deadline: waits past the receive timeout set above
+  auto in = receive_message(r);
+  ASSERT_TRUE(in);
+  EXPECT_EQ(in->request_id, 2u);
+}
+
+TEST(WireFrameReader, NoDeadlineOnASocketWaitsPastAnEarlierReceiveTimeout) {
+  auto p = make_socket_pair();
+  FrameReader r(p.read.get());
+  r.set_deadline(std::chrono::steady_clock::now() + 4ms);  // sets a 2 ms receive timeout
+  EXPECT_THROW(receive_message(r), TimeoutError);
+  r.set_deadline(std::nullopt);
+  std::thread late([&] {
+    std::this_thread::sleep_for(100ms);  // many receive timeouts pass first
+    FrameWriter w(p.write.get());
+    send_message(w, 9, Ping{});
+  });
+  std::optional<Incoming> in;
+  EXPECT_NO_THROW(in = receive_message(r));
+  late.join();
+  ASSERT_TRUE(in);
+  EXPECT_EQ(in->request_id, 9u);
+}
+
+TEST(WireFrameReader, HasBufferedMessageSaysWhetherTheNextMessageIsWhollyBuffered) {
+  auto p = make_pipe();
+  auto bytes = message_bytes(1, Ping{}) + message_bytes(2, Ping{}) +
+               message_bytes(3, Ping{}).substr(0, kHeaderSize + 1);
+  ASSERT_EQ(write(p.write.get(), bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+  FrameReader r(p.read.get());
+  EXPECT_FALSE(r.has_buffered_message());  // nothing read yet
+  ASSERT_TRUE(receive_message(r));         // one read() takes everything written
+  EXPECT_TRUE(r.has_buffered_message());
+  auto second = receive_message(r);
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->request_id, 2u);
+  EXPECT_TRUE(r.has_buffered());
+  EXPECT_FALSE(r.has_buffered_message());  // the third is cut short
+}
+
 TEST(WireFrameReader, TimeoutInsideAFrameBreaksTheReader) {
   auto p = make_pipe();
   auto partial = message_bytes(1, Ping{}).substr(0, 7);
@@ -479,6 +545,21 @@ TEST(WireFrameWriter, WritingToAClosedPipeIsARemoteConnectionErrorNotASignal) {
   sigset_t pending;
   sigpending(&pending);
   EXPECT_EQ(sigismember(&pending, SIGPIPE), 0);
+}
+
+TEST(WireFrameWriter, WritingToAClosedSocketIsARemoteConnectionErrorNotASignal) {
+  // No SIGPIPE guard on a socket (MSG_NOSIGNAL): with the signal unblocked, a SIGPIPE would
+  // end this test program.
+  sigset_t pipe_only, old;
+  sigemptyset(&pipe_only);
+  sigaddset(&pipe_only, SIGPIPE);
+  ASSERT_EQ(pthread_sigmask(SIG_UNBLOCK, &pipe_only, &old), 0);
+  auto p = make_socket_pair();
+  p.read.reset();
+  FrameWriter w(p.write.get());
+  EXPECT_THAT(error_of<RemoteConnectionError>([&] { send_message(w, 1, Ping{}); }),
+              HasSubstr("the peer closed the stream"));
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
 }
 
 TEST(WireFrameWriter, PartialWritesToANonBlockingPipeAreResumed) {

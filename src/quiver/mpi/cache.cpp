@@ -19,9 +19,11 @@ constexpr const char* kWhere = "quiver::mpi::Cache";
 
 // Tags on the duplicated communicator. A request's first message goes to rank 0 with
 // kTagRequest; its further chunks, and all of its reply, use the reply tag the caller picked
-// (one per call in flight on that rank). Collective operations use kTagCollective.
+// (one per call in flight on that rank). Collective operations use kTagCollective; the
+// destructor's handshake kTagClose.
 constexpr int kTagRequest = 1;
 constexpr int kTagCollective = 2;
+constexpr int kTagClose = 3;
 constexpr int kFirstReplyTag = 16;
 constexpr int kReplyTags = 16384;  // MPI guarantees tags up to 32767
 
@@ -255,12 +257,17 @@ struct Cache::Impl {
   std::atomic<std::uint32_t> next_tag{0};
   std::atomic<std::uint64_t> served{0}, rounds{0}, calls{0};
   std::atomic<std::uint64_t> replied{0};  // rounds answered: the polling thread spins after one
+  std::mutex broken_lock;
+  std::string broken;  // why the collective operations are unusable: the first timeout's message
 
   ~Impl() {
     real.reset();
     int finalized = 0;
     MPI_Finalized(&finalized);
-    if (comm != MPI_COMM_NULL && !finalized) MPI_Comm_free(&comm);
+    // After a timeout the communicator has abandoned requests and unreceived messages: it is
+    // kept (never freed), so that its context id is not reused by a later communicator
+    // whose messages the stale ones would match.
+    if (comm != MPI_COMM_NULL && !finalized && broken.empty()) MPI_Comm_free(&comm);
   }
 
   bool independent() const noexcept { return options.mode == Mode::independent; }
@@ -278,8 +285,31 @@ struct Cache::Impl {
     return false;
   }
 
-  void wait(MPI_Request& r, const char* what) const {
-    detail::wait(r, options.spin, options.max_sleep, what);
+  detail::Step step(const char* operation) const {
+    return {comm, rank, options.spin, options.max_sleep, options.collective_timeout, operation};
+  }
+
+  /// Runs the collective operation fn(step): at once CollectiveTimeout when an earlier one
+  /// timed out on this rank (the ranks' collective calls no longer match up), and when this
+  /// one times out, remembers it.
+  template <class F>
+  auto collective(const char* operation, F&& fn) {
+    {
+      std::lock_guard lock(broken_lock);
+      if (!broken.empty())
+        throw CollectiveTimeout(std::string(operation) + " on rank " + std::to_string(rank) +
+                                    ": not started, an earlier collective operation timed out "
+                                    "on this rank (" +
+                                    broken + ")",
+                                kWhere);
+    }
+    try {
+      return fn(step(operation));
+    } catch (const CollectiveTimeout& e) {
+      std::lock_guard lock(broken_lock);
+      if (broken.empty()) broken = e.message();
+      throw;
+    }
   }
 
   // --- the calling side (ranks other than 0) ----------------------------------------------
@@ -481,53 +511,71 @@ struct Cache::Impl {
 
   // --- collective helpers -------------------------------------------------------------------
 
-  /// Rank 0 passes body; every other rank decodes it. Throws the failure it carries.
-  void broadcast(const wire::Writer* body, const std::function<void(wire::Reader&)>& decode) {
-    detail::broadcast_body(comm, 0, body, options.chunk_bytes, options.spin, options.max_sleep,
-                           decode);
+  /// Rank 0 passes body; every other rank decodes it (what: the step, for a timeout).
+  void broadcast(const detail::Step& st, const wire::Writer* body, const std::string& what,
+                 const std::function<void(wire::Reader&)>& decode) {
+    detail::broadcast_body(st, 0, body, options.chunk_bytes, what, decode);
   }
 
-  /// The lowest rank whose flag is false, or -1 when all are true.
-  int first_false(bool flag) {
-    int mine = flag ? INT_MAX : rank, lowest = INT_MAX;
+  /// The lowest rank whose flag is false, or -1 when all are true (waiting_for: the step).
+  int first_false(const detail::Step& st, bool flag, const std::string& waiting_for) {
+    auto v = std::make_shared<std::array<int, 2>>();  // mine, lowest: heap, see finish_step
+    (*v)[0] = flag ? INT_MAX : rank;
     MPI_Request r;
-    detail::check(MPI_Iallreduce(&mine, &lowest, 1, MPI_INT, MPI_MIN, comm, &r), "MPI_Iallreduce");
-    wait(r, "MPI_Iallreduce");
-    return lowest == INT_MAX ? -1 : lowest;
+    detail::check(MPI_Iallreduce(&(*v)[0], &(*v)[1], 1, MPI_INT, MPI_MIN, comm, &r),
+                  "MPI_Iallreduce");
+    detail::finish_step(st, r, v, waiting_for);
+    return (*v)[1] == INT_MAX ? -1 : (*v)[1];
   }
 
   /// Every rank throws InvalidArgument unless all passed the same digest.
-  void check_same(const Digest& d, const char* what) {
-    std::array<std::uint8_t, 64> mine{}, low{};
+  void check_same(const detail::Step& st, const Digest& d) {
+    auto v = std::make_shared<std::array<std::uint8_t, 128>>();  // mine, lowest
     for (std::size_t i = 0; i < 32; ++i) {
-      mine[i] = d.bytes()[i];
-      mine[32 + i] = static_cast<std::uint8_t>(~d.bytes()[i]);
+      (*v)[i] = d.bytes()[i];
+      (*v)[32 + i] = static_cast<std::uint8_t>(~d.bytes()[i]);
     }
+    auto* low = v->data() + 64;
     MPI_Request r;
-    detail::check(MPI_Iallreduce(mine.data(), low.data(), 64, MPI_UNSIGNED_CHAR, MPI_MIN, comm, &r),
+    detail::check(MPI_Iallreduce(v->data(), low, 64, MPI_UNSIGNED_CHAR, MPI_MIN, comm, &r),
                   "MPI_Iallreduce");
-    wait(r, "MPI_Iallreduce");
+    detail::finish_step(st, r, v, "every rank to arrive (the check that all passed the same call)");
     for (std::size_t i = 0; i < 32; ++i)
       if (low[i] != static_cast<std::uint8_t>(~low[32 + i]))
-        throw InvalidArgument(std::string(what) + ": the ranks passed different calls", kWhere);
+        throw InvalidArgument(std::string(st.operation) + ": the ranks passed different calls",
+                              kWhere);
+  }
+
+  /// Waits (by st's deadline) until every rank has arrived.
+  void arrive(const detail::Step& st) {
+    MPI_Request r;
+    detail::check(MPI_Ibarrier(comm, &r), "MPI_Ibarrier");
+    detail::finish_step(st, r, nullptr, "every rank to arrive");
   }
 
   /// Every rank sends its digests to rank 0, which makes one batched call on the union
-  /// (op is load_many or contains_many) and sends each rank its part.
+  /// (op is load_many or contains_many) and sends each rank its part. First every rank
+  /// arrives (by st's deadline); each later wait ends by the deadline too.
   template <class R>
-  std::vector<R> collective_batch(std::span<const Digest> mine) {
+  std::vector<R> collective_batch(const detail::Step& st, std::span<const Digest> mine) {
     const std::vector<Digest> own(mine.begin(), mine.end());
+    arrive(st);
+    const auto stall = options.collective_timeout;
     if (rank != 0) {
       wire::Writer w;
       wire::encode(w, own);
-      detail::send_body(comm, 0, kTagCollective, kTagCollective, {}, w, options.chunk_bytes);
-      auto first = detail::receive_first(comm, 0, kTagCollective, options.spin, options.max_sleep);
+      detail::send_body(comm, 0, kTagCollective, kTagCollective, {}, w, options.chunk_bytes, stall);
+      auto first = detail::receive_first_until(comm, 0, kTagCollective, options.spin,
+                                               options.max_sleep, detail::deadline_after(stall));
+      if (!first) detail::throw_step_timeout(st, "rank 0's answer");
       std::vector<R> out;
       std::optional<Failure> failure;
-      detail::receive_rest(comm, 0, kTagCollective, detail::parse_first(first.bytes, 0),
-                           options.chunk_bytes, [&](wire::Reader& r) {
-                             if (decode_status(r, failure)) wire::decode(r, out);
-                           });
+      detail::receive_rest(
+          comm, 0, kTagCollective, detail::parse_first(first->bytes, 0), options.chunk_bytes,
+          [&](wire::Reader& r) {
+            if (decode_status(r, failure)) wire::decode(r, out);
+          },
+          stall);
       if (failure) failure->raise();
       return out;
     }
@@ -535,11 +583,13 @@ struct Cache::Impl {
     lists[0] = own;
     std::optional<Failure> failure;
     for (int r = 1; r < size; ++r) {
-      auto first = detail::receive_first(comm, r, kTagCollective, options.spin, options.max_sleep);
+      auto first = detail::receive_first_until(comm, r, kTagCollective, options.spin,
+                                               options.max_sleep, detail::deadline_after(stall));
+      if (!first) detail::throw_step_timeout(st, "the digests of rank " + std::to_string(r));
       try {
         detail::receive_rest(
-            comm, r, kTagCollective, detail::parse_first(first.bytes, 0), options.chunk_bytes,
-            [&](wire::Reader& rd) { wire::decode(rd, lists[static_cast<std::size_t>(r)]); });
+            comm, r, kTagCollective, detail::parse_first(first->bytes, 0), options.chunk_bytes,
+            [&](wire::Reader& rd) { wire::decode(rd, lists[static_cast<std::size_t>(r)]); }, stall);
       } catch (...) {
         failure = failure_of(std::current_exception());
       }
@@ -571,16 +621,50 @@ struct Cache::Impl {
         w.u8(0);
         wire::encode(w, theirs);
       }
-      detail::send_body(comm, r, kTagCollective, kTagCollective, {}, w, options.chunk_bytes);
+      detail::send_body(comm, r, kTagCollective, kTagCollective, {}, w, options.chunk_bytes, stall);
     }
     if (failure) failure->raise();
     return part(0);
   }
 
-  void barrier() {
-    MPI_Request r;
-    detail::check(MPI_Ibarrier(comm, &r), "MPI_Ibarrier");
-    wait(r, "MPI_Ibarrier");
+  /// The destructor's barrier, point to point (collective calls may no longer match up after
+  /// a timeout): every rank tells rank 0 it is closing; rank 0 answers once all have, or at
+  /// the deadline those that have (then CollectiveTimeout naming the missing ranks).
+  void close_handshake() {
+    if (size == 1) return;
+    const auto st = step("~Cache");
+    const auto deadline = detail::deadline_after(options.collective_timeout);
+    if (rank != 0) {
+      MPI_Request r;
+      detail::check(MPI_Isend(nullptr, 0, MPI_BYTE, 0, kTagClose, comm, &r), "MPI_Isend");
+      if (detail::receive_first_until(comm, 0, kTagClose, options.spin, options.max_sleep,
+                                      deadline)) {
+        detail::wait(r, options.spin, options.max_sleep, "MPI_Isend");  // rank 0 received it
+        return;
+      }
+      MPI_Request_free(&r);  // an empty message: nothing to keep
+      detail::throw_step_timeout(st, "rank 0 to report that every rank is closing");
+    }
+    std::vector<bool> arrived(static_cast<std::size_t>(size));
+    int missing = size - 1;
+    while (missing > 0) {
+      auto m = detail::receive_first_until(comm, MPI_ANY_SOURCE, kTagClose, options.spin,
+                                           options.max_sleep, deadline);
+      if (!m) break;
+      if (!arrived.at(static_cast<std::size_t>(m->source))) --missing;
+      arrived[static_cast<std::size_t>(m->source)] = true;
+    }
+    std::string absent;
+    for (int r = 1; r < size; ++r) {
+      if (!arrived[static_cast<std::size_t>(r)]) {
+        absent += (absent.empty() ? "" : ", ") + std::to_string(r);
+        continue;
+      }
+      MPI_Request req;
+      detail::check(MPI_Isend(nullptr, 0, MPI_BYTE, r, kTagClose, comm, &req), "MPI_Isend");
+      MPI_Request_free(&req);
+    }
+    if (!absent.empty()) detail::throw_step_timeout(st, "ranks " + absent + " to close the cache");
   }
 };
 
@@ -610,9 +694,19 @@ Cache::Cache(MPI_Comm comm, Opener opener, Options options) : impl_(std::make_un
   MPI_Query_thread(&level);
   const auto chunk = static_cast<long long>(options.chunk_bytes);
   const auto mode = static_cast<long long>(options.mode);
-  std::array<long long, 5> mine{level, chunk, -chunk, mode, -mode}, low{};
-  detail::check(MPI_Allreduce(mine.data(), low.data(), 5, MPI_LONG_LONG, MPI_MIN, m.comm),
-                "MPI_Allreduce");
+  const auto st = m.step("quiver::mpi::Cache()");
+  auto v = std::make_shared<std::array<long long, 10>>();  // mine, lowest: see finish_step
+  *v = {level, chunk, -chunk, mode, -mode};
+  const auto* low = v->data() + 5;
+  MPI_Request request;
+  detail::check(
+      MPI_Iallreduce(v->data(), v->data() + 5, 5, MPI_LONG_LONG, MPI_MIN, m.comm, &request),
+      "MPI_Iallreduce");
+  // (m.collective remembers a timeout, so that the communicator is kept: see ~Impl.)
+  m.collective(st.operation, [&](const detail::Step&) {
+    detail::finish_step(st, request, v, "every rank to arrive");
+    return 0;
+  });
   if (low[1] != -low[2] || low[3] != -low[4])
     throw InvalidArgument("the ranks passed different Options (mode or chunk_bytes)", kWhere);
   if (options.mode == Mode::independent && low[0] < MPI_THREAD_MULTIPLE)
@@ -654,10 +748,13 @@ Cache::Cache(MPI_Comm comm, Opener opener, Options options) : impl_(std::make_un
       encode_failure(w, *failure);
     }
   }
-  m.broadcast(m.rank == 0 ? &w : nullptr, [&](wire::Reader& r) {
-    if (!decode_status(r, failure)) return;
-    wire::decode(r, m.config);
-    wire::decode(r, m.read_only);
+  m.collective(st.operation, [&](const detail::Step&) {
+    m.broadcast(st, m.rank == 0 ? &w : nullptr, "rank 0 to open the cache", [&](wire::Reader& r) {
+      if (!decode_status(r, failure)) return;
+      wire::decode(r, m.config);
+      wire::decode(r, m.read_only);
+    });
+    return 0;
   });
   if (failure) failure->raise();
 
@@ -674,7 +771,11 @@ Cache::~Cache() {
     logger("quiver.mpi")->error("quiver::mpi::Cache destroyed after MPI_Finalize");
   } else {
     try {
-      m.barrier();
+      m.close_handshake();
+    } catch (const CollectiveTimeout& e) {
+      logger("quiver.mpi")->error("closing: {}", e.what());
+      std::lock_guard lock(m.broken_lock);
+      if (m.broken.empty()) m.broken = e.message();
     } catch (const std::exception& e) {
       logger("quiver.mpi")->error("closing: {}", e.what());
     }
@@ -763,79 +864,88 @@ void Cache::save_many(std::span<const Entry> entries) {
 }
 
 std::vector<std::optional<Entry>> Cache::load_many_collective(std::span<const Digest> digests) {
-  return impl_->collective_batch<std::optional<Entry>>(digests);
+  return impl_->collective("load_many_collective", [&](const detail::Step& st) {
+    return impl_->collective_batch<std::optional<Entry>>(st, digests);
+  });
 }
 
 std::vector<bool> Cache::contains_many_collective(std::span<const Digest> digests) {
-  return impl_->collective_batch<bool>(digests);
+  return impl_->collective("contains_many_collective", [&](const detail::Step& st) {
+    return impl_->collective_batch<bool>(st, digests);
+  });
 }
 
 Cache::Lookup Cache::lookup_collective(const Call& call) {
   auto& m = *impl_;
-  Lookup l;
-  const auto t0 = std::chrono::steady_clock::now();
-  l.memo.digest = call.digest();
-  m.check_same(l.memo.digest, "memoize_collective");
-  wire::Writer w;
-  std::optional<Value> found;
-  std::optional<Failure> failure;
-  if (m.rank == 0) {
-    try {
-      found = m.real->load_value(l.memo.digest);
-      w.u8(0);
-      wire::encode(w, found);
-    } catch (...) {
-      failure = failure_of(std::current_exception());
-      w = wire::Writer();
-      encode_failure(w, *failure);
+  return m.collective("memoize_collective", [&](const detail::Step& st) {
+    Lookup l;
+    const auto t0 = std::chrono::steady_clock::now();
+    l.memo.digest = call.digest();
+    m.check_same(st, l.memo.digest);
+    wire::Writer w;
+    std::optional<Value> found;
+    std::optional<Failure> failure;
+    if (m.rank == 0) {
+      try {
+        found = m.real->load_value(l.memo.digest);
+        w.u8(0);
+        wire::encode(w, found);
+      } catch (...) {
+        failure = failure_of(std::current_exception());
+        w = wire::Writer();
+        encode_failure(w, *failure);
+      }
     }
-  }
-  m.broadcast(m.rank == 0 ? &w : nullptr, [&](wire::Reader& r) {
-    if (decode_status(r, failure)) wire::decode(r, found);
+    m.broadcast(st, m.rank == 0 ? &w : nullptr, "rank 0's lookup", [&](wire::Reader& r) {
+      if (decode_status(r, failure)) wire::decode(r, found);
+    });
+    if (failure) failure->raise();
+    l.start = std::chrono::steady_clock::now();
+    if (found) {
+      l.memo.hit = true;
+      l.memo.value = std::move(*found);
+      l.memo.seconds = std::chrono::duration<double>(l.start - t0).count();
+    }
+    return l;
   });
-  if (failure) failure->raise();
-  l.start = std::chrono::steady_clock::now();
-  if (found) {
-    l.memo.hit = true;
-    l.memo.value = std::move(*found);
-    l.memo.seconds = std::chrono::duration<double>(l.start - t0).count();
-  }
-  return l;
 }
 
 Memo Cache::finish_collective(const Call& call, Lookup lookup, std::optional<Value> result,
                               std::exception_ptr failure) {
   auto& m = *impl_;
-  const auto failed = m.first_false(!failure);
-  if (failure) std::rethrow_exception(failure);
-  if (failed >= 0)
-    throw ServerError("memoize_collective: the computation threw on rank " +
-                          std::to_string(failed) + "; nothing was saved",
-                      kWhere);
-  Memo memo = std::move(lookup.memo);
-  memo.value = std::move(*result);
-  memo.seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - lookup.start).count();
-  wire::Writer w;
-  std::optional<Failure> saved;
-  if (m.rank == 0) {
-    try {
-      Entry e;
-      e.digest = memo.digest;
-      e.call = call;
-      e.result = memo.value;
-      e.meta = Metadata::now(memo.seconds);
-      if (!m.read_only) m.real->save(e);
-      w.u8(0);
-    } catch (...) {
-      saved = failure_of(std::current_exception());
-      w = wire::Writer();
-      encode_failure(w, *saved);
+  return m.collective("memoize_collective", [&](const detail::Step& st) {
+    const auto failed = m.first_false(st, !failure, "every rank to finish fn");
+    if (failure) std::rethrow_exception(failure);
+    if (failed >= 0)
+      throw ServerError("memoize_collective: the computation threw on rank " +
+                            std::to_string(failed) + "; nothing was saved",
+                        kWhere);
+    Memo memo = std::move(lookup.memo);
+    memo.value = std::move(*result);
+    memo.seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - lookup.start).count();
+    wire::Writer w;
+    std::optional<Failure> saved;
+    if (m.rank == 0) {
+      try {
+        Entry e;
+        e.digest = memo.digest;
+        e.call = call;
+        e.result = memo.value;
+        e.meta = Metadata::now(memo.seconds);
+        if (!m.read_only) m.real->save(e);
+        w.u8(0);
+      } catch (...) {
+        saved = failure_of(std::current_exception());
+        w = wire::Writer();
+        encode_failure(w, *saved);
+      }
     }
-  }
-  m.broadcast(m.rank == 0 ? &w : nullptr, [&](wire::Reader& r) { decode_status(r, saved); });
-  if (saved) saved->raise();
-  return memo;
+    m.broadcast(st, m.rank == 0 ? &w : nullptr, "rank 0's save",
+                [&](wire::Reader& r) { decode_status(r, saved); });
+    if (saved) saved->raise();
+    return memo;
+  });
 }
 
 int Cache::rank() const noexcept {

@@ -28,6 +28,13 @@ enum class Mode {
   collective,
 };
 
+/// A collective operation (or the collective destructor) waited Options::collective_timeout
+/// for the other ranks. The message names the operation, the rank and what it waited for.
+class CollectiveTimeout : public TimeoutError {
+ public:
+  using TimeoutError::TimeoutError;
+};
+
 struct Options {
   Mode mode = Mode::independent;
   /// A waiting thread (a caller, or a serving thread of rank 0) polls without
@@ -42,6 +49,11 @@ struct Options {
   /// Threads serving the other ranks on rank 0: the most rounds in flight at once. Requests
   /// that arrive while all are busy are coalesced into the next round.
   std::size_t progress_threads = 4;
+  /// The longest a rank waits at one step of a collective operation (destructor included)
+  /// for the other ranks: to arrive, to finish memoize_collective's fn, or for rank 0's
+  /// answer (so keep it above the real cache's call_timeout). Then CollectiveTimeout, and
+  /// this cache's collective operations throw it at once from then on. Zero: no deadline.
+  std::chrono::milliseconds collective_timeout{std::chrono::hours(1)};
 };
 
 /// Opens the real cache; called on rank 0 only.
@@ -56,8 +68,9 @@ class Cache : public quiver::Cache {
   explicit Cache(MPI_Comm comm, const OpenOptions& open = {}, Options options = {});
   /// As above, with rank 0 calling opener for the real cache.
   Cache(MPI_Comm comm, Opener opener, Options options = {});
-  /// Collective: waits until every rank is done with the cache, stops the progress threads,
-  /// closes the real cache and frees the communicator. Call before MPI_Finalize.
+  /// Collective: waits (at most collective_timeout) until every rank is done with the cache,
+  /// stops the progress threads, closes the real cache and frees the communicator. Call
+  /// before MPI_Finalize.
   ~Cache() override;
 
   using quiver::Cache::query;

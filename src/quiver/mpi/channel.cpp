@@ -4,9 +4,13 @@
 #include <climits>
 #include <cstring>
 #include <limits>
+#include <mutex>
 #include <optional>
 #include <quiver/core/errors.hpp>
+#include <quiver/core/log.hpp>
+#include <quiver/mpi/cache.hpp>
 #include <quiver/mpi/channel.hpp>
+#include <sstream>
 #include <thread>
 
 namespace quiver::mpi::detail {
@@ -149,15 +153,64 @@ void Poller::pause() {
   sleep_ = std::min(sleep_ * 2, max_sleep_);
 }
 
+Clock::time_point deadline_after(std::chrono::milliseconds timeout) {
+  if (timeout.count() <= 0) return Clock::time_point::max();
+  return Clock::now() + timeout;
+}
+
 void wait(MPI_Request& request, std::chrono::microseconds spin, std::chrono::microseconds max_sleep,
           const char* what) {
+  wait_until(request, spin, max_sleep, what, Clock::time_point::max());
+}
+
+bool wait_until(MPI_Request& request, std::chrono::microseconds spin,
+                std::chrono::microseconds max_sleep, const char* what, Clock::time_point deadline) {
   Poller poller(spin, max_sleep);
   for (;;) {
     int done = 0;
     check(MPI_Test(&request, &done, MPI_STATUS_IGNORE), what);
-    if (done) return;
+    if (done) return true;
+    if (Clock::now() >= deadline) return false;
     poller.pause();
   }
+}
+
+void throw_step_timeout(const Step& step, const std::string& waiting_for) {
+  std::ostringstream seconds;
+  seconds << std::chrono::duration<double>(step.timeout).count();
+  throw CollectiveTimeout(std::string(step.operation) + " on rank " + std::to_string(step.rank) +
+                              ": waited " + seconds.str() +
+                              " s (Options::collective_timeout) for " + waiting_for +
+                              "; a rank that never arrives stalls every collective, so this "
+                              "cache's collective operations are unusable now (independent "
+                              "operations still work)",
+                          kWhere);
+}
+
+void finish_step(const Step& step, MPI_Request& request, std::shared_ptr<void> keep,
+                 const std::string& waiting_for) {
+  if (wait_until(request, step.spin, step.max_sleep, step.operation, deadline_after(step.timeout)))
+    return;
+  // A collective request cannot be cancelled or freed (MPI 4.0, 3.7.3), and MPI writes its
+  // buffers when the missing rank arrives: they stay allocated, reachable, for good.
+  static std::mutex lock;
+  static auto* abandoned = new std::vector<std::pair<MPI_Request, std::shared_ptr<void>>>();
+  {
+    std::lock_guard guard(lock);
+    abandoned->emplace_back(request, std::move(keep));
+  }
+  throw_step_timeout(step, waiting_for);
+}
+
+void abort_stalled(MPI_Comm comm, const std::string& what) {
+  logger("quiver.mpi")
+      ->critical(
+          "{}: a transfer between ranks that had all arrived stalled past "
+          "Options::collective_timeout (a rank vanished mid-transfer); MPI may still "
+          "use the buffers, so the job cannot go on: MPI_Abort",
+          what);
+  MPI_Abort(comm, 70);
+  std::abort();
 }
 
 Outgoing::Outgoing(const wire::Writer& w) : preamble_(w.preamble()) {
@@ -236,13 +289,25 @@ FirstMessage parse_first(std::span<const std::byte> message, std::size_t header_
 }
 
 void send_body(MPI_Comm comm, int dest, int first_tag, int chunk_tag,
-               std::span<const std::byte> header, const wire::Writer& body, std::size_t chunk) {
+               std::span<const std::byte> header, const wire::Writer& body, std::size_t chunk,
+               std::chrono::milliseconds stall) {
   const Outgoing out(body);
   const auto first = first_message(header, out, kInlineBytes);
-  check(MPI_Send(first.data(), as_int(first.size()), MPI_BYTE, dest, first_tag, comm), "MPI_Send");
-  put_rest(out, first.size() - header.size() - 8, chunk, [&](const std::byte* data, int n) {
-    check(MPI_Send(data, n, MPI_BYTE, dest, chunk_tag, comm), "MPI_Send");
-  });
+  auto send = [&](const std::byte* data, int n, int tag) {
+    if (stall.count() <= 0) {
+      check(MPI_Send(data, n, MPI_BYTE, dest, tag, comm), "MPI_Send");
+      return;
+    }
+    MPI_Request r;
+    check(MPI_Isend(data, n, MPI_BYTE, dest, tag, comm, &r), "MPI_Isend");
+    if (!wait_until(r, std::chrono::microseconds(1000), std::chrono::microseconds(1000),
+                    "MPI_Isend", deadline_after(stall)))
+      abort_stalled(comm,
+                    "sending " + std::to_string(n) + " bytes to rank " + std::to_string(dest));
+  };
+  send(first.data(), as_int(first.size()), first_tag);
+  put_rest(out, first.size() - header.size() - 8, chunk,
+           [&](const std::byte* data, int n) { send(data, n, chunk_tag); });
 }
 
 Received receive_matched(MPI_Message& message, MPI_Status& status) {
@@ -255,8 +320,10 @@ Received receive_matched(MPI_Message& message, MPI_Status& status) {
   return r;
 }
 
-Received receive_first(MPI_Comm comm, int source, int tag, std::chrono::microseconds spin,
-                       std::chrono::microseconds max_sleep) {
+std::optional<Received> receive_first_until(MPI_Comm comm, int source, int tag,
+                                            std::chrono::microseconds spin,
+                                            std::chrono::microseconds max_sleep,
+                                            Clock::time_point deadline) {
   Poller poller(spin, max_sleep);
   for (;;) {
     int found = 0;
@@ -264,45 +331,74 @@ Received receive_first(MPI_Comm comm, int source, int tag, std::chrono::microsec
     MPI_Status status;
     check(MPI_Improbe(source, tag, comm, &found, &message, &status), "MPI_Improbe");
     if (found) return receive_matched(message, status);
+    if (Clock::now() >= deadline) return std::nullopt;
     poller.pause();
   }
 }
 
+Received receive_first(MPI_Comm comm, int source, int tag, std::chrono::microseconds spin,
+                       std::chrono::microseconds max_sleep) {
+  return *receive_first_until(comm, source, tag, spin, max_sleep, Clock::time_point::max());
+}
+
 void receive_rest(MPI_Comm comm, int source, int chunk_tag, const FirstMessage& first,
-                  std::size_t chunk, const std::function<void(wire::Reader&)>& decode) {
+                  std::size_t chunk, const std::function<void(wire::Reader&)>& decode,
+                  std::chrono::milliseconds stall) {
   const GetChunk get = [&](std::byte* dst, int n) {
-    check(MPI_Recv(dst, n, MPI_BYTE, source, chunk_tag, comm, MPI_STATUS_IGNORE), "MPI_Recv");
+    if (stall.count() <= 0) {
+      check(MPI_Recv(dst, n, MPI_BYTE, source, chunk_tag, comm, MPI_STATUS_IGNORE), "MPI_Recv");
+      return;
+    }
+    MPI_Request r;
+    check(MPI_Irecv(dst, n, MPI_BYTE, source, chunk_tag, comm, &r), "MPI_Irecv");
+    if (!wait_until(r, std::chrono::microseconds(1000), std::chrono::microseconds(1000),
+                    "MPI_Irecv", deadline_after(stall)))
+      abort_stalled(
+          comm, "receiving " + std::to_string(n) + " bytes from rank " + std::to_string(source));
   };
   read_stream(first.inline_bytes, first.body_size, chunk, get, decode,
               "in a message from rank " + std::to_string(source));
 }
 
-void broadcast_body(MPI_Comm comm, int root, const wire::Writer* body, std::size_t chunk,
-                    std::chrono::microseconds spin, std::chrono::microseconds max_sleep,
-                    const std::function<void(wire::Reader&)>& decode) {
-  std::vector<std::byte> head(kBroadcastHead);
+void broadcast_body(const Step& step, int root, const wire::Writer* body, std::size_t chunk,
+                    const std::string& what, const std::function<void(wire::Reader&)>& decode) {
+  // Heap buffers: an abandoned step leaves them to MPI (finish_step).
+  auto head = std::make_shared<std::vector<std::byte>>(kBroadcastHead);
   std::optional<Outgoing> out;
   if (body) {
     out.emplace(*body);
     auto first = first_message({}, *out, kBroadcastHead - 8);
-    std::memcpy(head.data(), first.data(), first.size());
+    std::memcpy(head->data(), first.data(), first.size());
   }
   MPI_Request request;
-  check(MPI_Ibcast(head.data(), static_cast<int>(head.size()), MPI_BYTE, root, comm, &request),
-        "MPI_Ibcast");
-  wait(request, spin, max_sleep, "MPI_Ibcast");
-  const auto size = load_u64(head.data());
+  check(
+      MPI_Ibcast(head->data(), static_cast<int>(head->size()), MPI_BYTE, root, step.comm, &request),
+      "MPI_Ibcast");
+  finish_step(step, request, head, what);
+  const auto size = load_u64(head->data());
   const auto inline_n = static_cast<std::size_t>(std::min<std::uint64_t>(kBroadcastHead - 8, size));
+  if (size > inline_n) {
+    // Every rank confirms it has the head before the body flows, so the body flows only
+    // between ranks that are all present.
+    auto flags = std::make_shared<std::array<int, 2>>();
+    (*flags)[0] = 1;
+    check(MPI_Iallreduce(&(*flags)[0], &(*flags)[1], 1, MPI_INT, MPI_MIN, step.comm, &request),
+          "MPI_Iallreduce");
+    finish_step(step, request, flags, "every rank to confirm " + what);
+  }
+  auto bcast = [&](std::byte* data, int n) {
+    MPI_Request r;
+    check(MPI_Ibcast(data, n, MPI_BYTE, root, step.comm, &r), "MPI_Ibcast");
+    if (!wait_until(r, step.spin, step.max_sleep, "MPI_Ibcast", deadline_after(step.timeout)))
+      abort_stalled(step.comm, std::string(step.operation) + ": the body of " + what);
+  };
   if (out) {
-    put_rest(*out, inline_n, chunk, [&](const std::byte* data, int n) {
-      check(MPI_Bcast(const_cast<std::byte*>(data), n, MPI_BYTE, root, comm), "MPI_Bcast");
-    });
+    put_rest(*out, inline_n, chunk,
+             [&](const std::byte* data, int n) { bcast(const_cast<std::byte*>(data), n); });
     return;
   }
-  const GetChunk get = [&](std::byte* dst, int n) {
-    check(MPI_Bcast(dst, n, MPI_BYTE, root, comm), "MPI_Bcast");
-  };
-  read_stream(std::span<const std::byte>(head).subspan(8, inline_n), size, chunk, get, decode,
+  const GetChunk get = [&](std::byte* dst, int n) { bcast(dst, n); };
+  read_stream(std::span<const std::byte>(*head).subspan(8, inline_n), size, chunk, get, decode,
               "in a broadcast from rank " + std::to_string(root));
 }
 

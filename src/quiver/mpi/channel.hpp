@@ -9,6 +9,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <optional>
 #include <quiver/wire/codec.hpp>
 #include <span>
 #include <string>
@@ -40,9 +42,36 @@ class Poller {
   std::chrono::microseconds spin_, max_sleep_, sleep_{1};
 };
 
+using Clock = std::chrono::steady_clock;
+/// When a wait of timeout that starts now ends; never (time_point::max) for zero or less.
+Clock::time_point deadline_after(std::chrono::milliseconds timeout);
+
 /// Completes request by polling it with a Poller.
 void wait(MPI_Request& request, std::chrono::microseconds spin, std::chrono::microseconds max_sleep,
           const char* what);
+/// As wait, but gives up at deadline: false then, with the request still active.
+bool wait_until(MPI_Request& request, std::chrono::microseconds spin,
+                std::chrono::microseconds max_sleep, const char* what, Clock::time_point deadline);
+
+/// A step of a collective operation that waits for other ranks, with its deadline.
+struct Step {
+  MPI_Comm comm = MPI_COMM_NULL;
+  int rank = 0;
+  std::chrono::microseconds spin{1000}, max_sleep{1000};
+  std::chrono::milliseconds timeout{0};  ///< Options::collective_timeout; zero: none
+  const char* operation = "";            ///< the public operation, e.g. "memoize_collective"
+};
+/// Completes request (a collective of step.comm) within step.timeout. Else the request is
+/// abandoned: keep (the buffers MPI may still write) stays allocated for the life of the
+/// process, and CollectiveTimeout names the operation and `waiting_for`.
+void finish_step(const Step& step, MPI_Request& request, std::shared_ptr<void> keep,
+                 const std::string& waiting_for);
+/// The CollectiveTimeout of step, waiting for waiting_for.
+[[noreturn]] void throw_step_timeout(const Step& step, const std::string& waiting_for);
+/// Ends the job (MPI_Abort on comm) after logging why: a transfer into or out of memory the
+/// caller owns stalled after every rank had arrived, so neither waiting nor returning is
+/// safe. Called only when a rank vanished in the middle of a collective's data transfer.
+[[noreturn]] void abort_stalled(MPI_Comm comm, const std::string& what);
 
 /// An encoded body (preamble, skeleton, bulk pieces) seen as one byte sequence. The Writer
 /// and the payloads it references must outlive it.
@@ -90,9 +119,11 @@ struct FirstMessage {
 FirstMessage parse_first(std::span<const std::byte> message, std::size_t header_size);
 
 /// Point to point: sends body to dest. The first message (header + inline bytes) goes with
-/// first_tag, the rest with chunk_tag.
+/// first_tag, the rest with chunk_tag. With a stall timeout (inside a collective, once every
+/// rank arrived) each message must complete within it, else abort_stalled.
 void send_body(MPI_Comm comm, int dest, int first_tag, int chunk_tag,
-               std::span<const std::byte> header, const wire::Writer& body, std::size_t chunk);
+               std::span<const std::byte> header, const wire::Writer& body, std::size_t chunk,
+               std::chrono::milliseconds stall = {});
 
 /// A received first message.
 struct Received {
@@ -104,13 +135,22 @@ Received receive_matched(MPI_Message& message, MPI_Status& status);
 /// Polls until a message from source with tag arrives, then receives it whole.
 Received receive_first(MPI_Comm comm, int source, int tag, std::chrono::microseconds spin,
                        std::chrono::microseconds max_sleep);
-/// Decodes the rest of a point-to-point body whose first message was first.
+/// As receive_first, but nothing when deadline passes first (nothing is left pending then).
+std::optional<Received> receive_first_until(MPI_Comm comm, int source, int tag,
+                                            std::chrono::microseconds spin,
+                                            std::chrono::microseconds max_sleep,
+                                            Clock::time_point deadline);
+/// Decodes the rest of a point-to-point body whose first message was first. stall: as for
+/// send_body.
 void receive_rest(MPI_Comm comm, int source, int chunk_tag, const FirstMessage& first,
-                  std::size_t chunk, const std::function<void(wire::Reader&)>& decode);
+                  std::size_t chunk, const std::function<void(wire::Reader&)>& decode,
+                  std::chrono::milliseconds stall = {});
 
-/// Broadcast from root: root passes body (others nullptr); every rank decodes it.
-void broadcast_body(MPI_Comm comm, int root, const wire::Writer* body, std::size_t chunk,
-                    std::chrono::microseconds spin, std::chrono::microseconds max_sleep,
-                    const std::function<void(wire::Reader&)>& decode);
+/// Broadcast from root, a step of a collective operation: root passes body (others nullptr);
+/// every rank decodes it. Waiting for the first message, and (for a body longer than it) for
+/// every rank to confirm it, ends at step.timeout with CollectiveTimeout naming what; the rest
+/// of the body then flows between ranks that are all present (abort_stalled if it stalls).
+void broadcast_body(const Step& step, int root, const wire::Writer* body, std::size_t chunk,
+                    const std::string& what, const std::function<void(wire::Reader&)>& decode);
 
 }  // namespace quiver::mpi::detail

@@ -2,6 +2,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -35,6 +36,19 @@ PipePair make_pipe() {
   return {Fd(fds[0]), Fd(fds[1])};
 }
 
+// A one-way channel as a connected pair of stream sockets: the child gets one end, we keep
+// the other. The child's end is shut down in the direction it does not use, so that it
+// behaves like a pipe end (a write on a read end fails).
+PipePair make_socket_pair() {
+  int fds[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
+    throw RemoteConnectionError(std::string("cannot create socket pair: ") + strerror(errno),
+                                "quiver::Process");
+  ::shutdown(fds[0], SHUT_WR);  // fds[0] is the read end
+  ::shutdown(fds[1], SHUT_RD);
+  return {Fd(fds[0]), Fd(fds[1])};
+}
+
 struct FileActions {
   posix_spawn_file_actions_t fa;
   FileActions() { posix_spawn_file_actions_init(&fa); }
@@ -52,9 +66,12 @@ std::string ExitStatus::describe() const {
 }
 
 Process Process::spawn(const std::vector<std::string>& argv, const std::vector<std::string>& env,
-                       bool own_group) {
+                       bool own_group, Stdio stdio) {
   if (argv.empty()) throw InvalidArgument("empty command", "quiver::Process");
-  auto in = make_pipe(), out = make_pipe(), err = make_pipe();
+  const bool sockets = stdio == Stdio::sockets;
+  auto in = sockets ? make_socket_pair() : make_pipe();
+  auto out = sockets ? make_socket_pair() : make_pipe();
+  auto err = make_pipe();
   FileActions fa;
   posix_spawn_file_actions_adddup2(&fa.fa, in.read.get(), 0);
   posix_spawn_file_actions_adddup2(&fa.fa, out.write.get(), 1);

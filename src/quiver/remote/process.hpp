@@ -20,16 +20,22 @@ struct ExitStatus {
   std::string describe() const;
 };
 
+/// What connects a child's stdin and stdout to us: pipes, or one AF_UNIX stream socket
+/// pair each (writes with MSG_NOSIGNAL need no SIGPIPE guard, and reads may block with a
+/// receive timeout instead of a poll per read). stderr is always a pipe.
+enum class Stdio { pipes, sockets };
+
 class Process {
  public:
   /// Starts argv (argv[0] searched in PATH) with stdin, stdout and stderr connected to
-  /// pipes; env entries "K=V" are added to (or replace in) this process's environment.
-  /// With own_group, the process leads a new process group, and once it has ended what is
-  /// left of that group (background children that would hold the pipes open) is killed
-  /// before it is reaped; never for a program that may prompt on the terminal (ssh). Throws
-  /// RemoteConnectionError when it cannot be started.
+  /// pipes (or stdin and stdout to socket pairs, see Stdio); env entries "K=V" are added to
+  /// (or replace in) this process's environment. With own_group, the process leads a new
+  /// process group, and once it has ended what is left of that group (background children
+  /// that would hold the pipes open) is killed before it is reaped; never for a program that
+  /// may prompt on the terminal (ssh). Throws RemoteConnectionError when it cannot be started.
   static Process spawn(const std::vector<std::string>& argv,
-                       const std::vector<std::string>& env = {}, bool own_group = false);
+                       const std::vector<std::string>& env = {}, bool own_group = false,
+                       Stdio stdio = Stdio::pipes);
 
   Process() = default;
   Process(Process&&) noexcept;

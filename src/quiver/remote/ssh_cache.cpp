@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
+#include <functional>
 #include <mutex>
 #include <quiver/core/errors.hpp>
 #include <quiver/core/log.hpp>
@@ -158,11 +159,20 @@ struct SshCache::State {
 // the others' replies to them, and on leaving wakes a waiting caller to lead next. While a
 // large reply is owed (load, query, info, batches) the reader thread reads instead, without
 // a deadline, so that a slow transfer never holds a caller past its call_timeout.
+//
+// Asynchronous calls (contains_async): nobody waits on their slot; its `done` completes the
+// caller's future. The reader thread reads while any is owed and no caller reads, waiting
+// at most until the earliest of their deadlines, and fails the overdue ones. An
+// asynchronous request sent while others are in flight joins the writer thread's batch.
 struct SshCache::Connection {
+  /// Completes an asynchronous call: with its reply, or (reply null) with error.
+  using Done = std::function<void(wire::Incoming* reply, std::exception_ptr error)>;
   struct Slot {
     std::deque<wire::Incoming> replies;
     std::condition_variable cv;
-    bool waiting = false;  // its caller sleeps on cv (it may be woken to lead)
+    bool waiting = false;   // its caller sleeps on cv (it may be woken to lead)
+    Done done;              // set for an asynchronous call: nobody waits on cv
+    std::string_view what;  // its request type, for errors
   };
   enum class Reading { none, caller, thread, stopped };
 
@@ -192,6 +202,10 @@ struct SshCache::Connection {
   bool writing = false;             // the write token; the writer thread keeps it once it has ended
   Reading reading = Reading::none;  // the read token
   std::unordered_set<std::uint64_t> large;  // requests whose large reply has not ended yet
+  // Asynchronous calls awaiting replies, and their deadlines in submission order (ids of
+  // calls already completed are dropped when they reach the front).
+  std::size_t async_in_flight = 0;
+  std::deque<std::pair<SteadyClock::time_point, std::uint64_t>> async_deadlines;
   bool closing = false, stderr_eof = false, writer_done = false;
   wire::HelloReply hello;
   std::optional<nlohmann::json> info;
@@ -201,7 +215,8 @@ struct SshCache::Connection {
     log->debug("starting {}", shell_join(argv));
     // A local server may get its own process group (nothing prompts on a terminal);
     // ssh keeps ours, so it can ask for passwords and second factors.
-    proc = Process::spawn(argv, options.env, options.transport == Transport::subprocess);
+    proc = Process::spawn(argv, options.env, options.transport == Transport::subprocess,
+                          Stdio::sockets);
     out_fd = std::move(proc.stdout_fd());
     err_fd = std::move(proc.stderr_fd());
     state.connects++;
@@ -257,12 +272,21 @@ struct SshCache::Connection {
     log->debug("connected: cache '{}', read_only={}", hello.cache_name, hello.read_only);
   }
 
-  std::pair<std::uint64_t, std::shared_ptr<Slot>> submit(wire::Message m) {
+  /// Queues (or sends) m; with done, as an asynchronous call of a small reply that the
+  /// reader thread (or a reading caller) completes through done, by call_timeout.
+  std::pair<std::uint64_t, std::shared_ptr<Slot>> submit(wire::Message m, Done done = {}) {
     std::unique_lock lk(mutex);
     if (failure) std::rethrow_exception(failure);
     auto id = next_id++;
     auto slot = std::make_shared<Slot>();
+    const bool async = static_cast<bool>(done);
+    slot->done = std::move(done);
+    slot->what = wire::message_type_name(wire::type_of(m));
     pending.emplace(id, slot);
+    if (async) {
+      if (async_in_flight++ == 0 && reading == Reading::none) reader_cv.notify_one();
+      async_deadlines.emplace_back(SteadyClock::now() + options.call_timeout, id);
+    }
     state.requests++;
     auto inflight = static_cast<std::uint64_t>(pending.size());
     for (auto cur = state.max_in_flight.load();
@@ -274,8 +298,15 @@ struct SshCache::Connection {
     }
     if (!small_request(m)) ++outbox_large;
     outbox.emplace_back(id, std::move(m));
-    if (writing || outbox_large > 0 || outbox.size() > kDirectBatch || writer->has_gathered()) {
-      if (!writing) writer_cv.notify_one();  // else the token's holder sees it on release
+    // An asynchronous call sent while others are in flight joins the writer thread's next
+    // batch: one thread keeping many calls in flight then costs one write per batch, not
+    // one per call.
+    if (writing || outbox_large > 0 || outbox.size() > kDirectBatch || writer->has_gathered() ||
+        (async && pending.size() > 1)) {
+      // The token's holder sees the outbox on release; an asynchronous call behind others
+      // queued was announced with the first of them (every queued request wakes the writer
+      // while it is idle), so a thread submitting in a loop does not wake it for each.
+      if (!writing && !(async && outbox.size() > 1)) writer_cv.notify_one();
       return {id, slot};
     }
     // The stream is idle: send the outbox (this request and the few queued before it) here.
@@ -316,11 +347,8 @@ struct SshCache::Connection {
       // Too large for the peer's limits: nothing was sent.
       std::lock_guard lk(mutex);
       large.erase(id);
-      if (auto it = pending.find(id); it != pending.end()) {
-        it->second->replies.push_back({id, wire::ErrorReply::from(e)});
-        it->second->cv.notify_all();
-        pending.erase(it);
-      }
+      if (auto it = pending.find(id); it != pending.end())
+        complete(it, wire::Incoming{id, wire::ErrorReply::from(e)});
     } catch (const std::exception& e) {
       fail(death(e.what()));
       return false;
@@ -373,20 +401,26 @@ struct SshCache::Connection {
   }
 
   /// Takes the read token as `who` (lk held, token free), reads one message (waiting until
-  /// deadline, if any) and delivers it; gives the token back (to be passed on by the caller,
-  /// see pass_read_token). Returns false when the deadline passed between messages; a
-  /// broken stream fails the connection.
+  /// deadline, if any) and the whole ones buffered after it, and delivers them; gives the token
+  /// back (to be passed on by the caller, see pass_read_token). Returns false when the deadline
+  /// passed between messages; a broken stream fails the connection.
   bool read_one(std::unique_lock<std::mutex>& lk, Reading who,
                 std::optional<wire::Deadline> deadline) {
     reading = who;
     lk.unlock();
     std::optional<wire::Incoming> in;
+    std::vector<wire::Incoming> more;  // replies that came with it, read without waiting
     std::exception_ptr broke;
     bool timed_out = false;
     reader->set_deadline(deadline);
     try {
       in = wire::receive_message(*reader);
       if (!in) broke = death("the server closed the stream");
+      while (in && reader->has_buffered_message()) {
+        auto next = wire::receive_message(*reader);
+        if (!next) break;
+        more.push_back(std::move(*next));
+      }
     } catch (const TimeoutError& e) {
       // Between messages the stream stays usable; inside one (a stalled small reply) not.
       timed_out = !reader->broken();
@@ -399,6 +433,7 @@ struct SshCache::Connection {
     reading = Reading::none;
     if (failure || closing) reader_cv.notify_all();  // shutdown() waits for the token
     if (in) deliver(std::move(*in));
+    for (auto& m : more) deliver(std::move(m));
     return !timed_out;
   }
 
@@ -416,6 +451,7 @@ struct SshCache::Connection {
         slot->cv.notify_one();
         return;
       }
+    if (async_in_flight > 0) reader_cv.notify_one();
   }
 
   /// Stops delivering replies for id (a caller gave up on it).
@@ -435,17 +471,64 @@ struct SshCache::Connection {
                  in.request_id);
       return;
     }
-    auto slot = it->second;
-    if (last) pending.erase(it);
+    if (last) {
+      complete(it, std::move(in));
+      return;
+    }
+    it->second->replies.push_back(std::move(in));
+    it->second->cv.notify_all();
+  }
+
+  /// Hands the last reply of a call to it (mutex held) and forgets the call.
+  void complete(decltype(pending)::iterator it, wire::Incoming in) {
+    auto slot = std::move(it->second);
+    pending.erase(it);
+    if (slot->done) {
+      --async_in_flight;
+      slot->done(&in, nullptr);
+      return;
+    }
     slot->replies.push_back(std::move(in));
     slot->cv.notify_all();
+  }
+
+  /// Fails the asynchronous calls whose deadline has passed (mutex held); their late
+  /// replies will be dropped. Returns the next deadline of one still in flight.
+  std::optional<wire::Deadline> expire_async() {
+    const auto now = SteadyClock::now();
+    while (!async_deadlines.empty()) {
+      const auto [deadline, id] = async_deadlines.front();
+      auto it = pending.find(id);
+      if (it == pending.end()) {
+        async_deadlines.pop_front();  // completed
+        continue;
+      }
+      if (deadline > now) return deadline;
+      async_deadlines.pop_front();
+      auto slot = std::move(it->second);
+      pending.erase(it);
+      --async_in_flight;
+      slot->done(nullptr, std::make_exception_ptr(TimeoutError(
+                              "no reply to " + std::string(slot->what) + " (request " +
+                                  std::to_string(id) + ") within " + seconds(options.call_timeout) +
+                                  " (call_timeout); the remote may be hung, stopped or overloaded",
+                              label)));
+    }
+    return std::nullopt;
   }
 
   void fail(std::exception_ptr e) {
     std::lock_guard lk(mutex);
     if (!failure) failure = e;
-    for (auto& [id, slot] : pending) slot->cv.notify_all();
+    for (auto& [id, slot] : pending) {
+      if (slot->done)
+        slot->done(nullptr, failure);
+      else
+        slot->cv.notify_all();
+    }
     pending.clear();
+    async_in_flight = 0;
+    async_deadlines.clear();
     writer_cv.notify_all();
     reader_cv.notify_all();
   }
@@ -473,17 +556,28 @@ struct SshCache::Connection {
     return std::make_exception_ptr(RemoteConnectionError(msg, label));
   }
 
-  /// The reader thread: reads while a large reply is owed and no caller reads.
+  /// The reader thread: reads while a large reply or an asynchronous call is owed and no
+  /// caller reads; fails asynchronous calls at their deadline.
   void read_loop() {
     std::unique_lock lk(mutex);
     for (;;) {
-      reader_cv.wait(lk, [&] {
+      auto ready = [&] {
         return failure || reading == Reading::stopped ||
-               (reading == Reading::none && !large.empty());
-      });
+               (reading == Reading::none && (!large.empty() || async_in_flight > 0));
+      };
+      if (auto next = expire_async())
+        reader_cv.wait_until(lk, *next, ready);
+      else
+        reader_cv.wait(lk, ready);
       if (failure || reading == Reading::stopped) break;
-      read_one(lk, Reading::thread, std::nullopt);
-      if (large.empty()) pass_read_token();
+      if (reading != Reading::none || (large.empty() && async_in_flight == 0)) continue;
+      // A large reply is read without a deadline (a slow transfer is no timeout); between
+      // them, the asynchronous calls' deadlines bound the wait.
+      std::optional<wire::Deadline> deadline;
+      if (large.empty()) deadline = expire_async();
+      if (large.empty() && async_in_flight == 0) continue;
+      read_one(lk, Reading::thread, deadline);
+      if (large.empty() && async_in_flight == 0) pass_read_token();
     }
   }
 
@@ -655,6 +749,28 @@ Reply SshCache::call(Request request) const {
                                            wire::message_type_name(Request::type)));
 }
 
+template <class Reply, class Request, class F>
+auto SshCache::call_async(Request request, F result)
+    -> std::future<decltype(result(std::declval<Reply>()))> {
+  using T = decltype(result(std::declval<Reply>()));
+  auto promise = std::make_shared<std::promise<T>>();
+  auto future = promise->get_future();
+  try {
+    connection()->submit(
+        std::move(request), [promise, result](wire::Incoming* reply, std::exception_ptr error) {
+          if (error) return promise->set_exception(error);
+          try {
+            promise->set_value(result(wire::expect_reply<Reply>(std::move(*reply))));
+          } catch (...) {
+            promise->set_exception(std::current_exception());
+          }
+        });
+  } catch (...) {
+    promise->set_exception(std::current_exception());
+  }
+  return future;
+}
+
 bool SshCache::read_only() const {
   if (options_.remote_read_only) return true;
   return connection()->hello.read_only;
@@ -753,6 +869,11 @@ std::vector<bool> SshCache::contains_many(std::span<const Digest> digests) {
   return call<wire::ContainsManyReply>(
              wire::ContainsManyRequest{std::vector<Digest>(digests.begin(), digests.end())})
       .found;
+}
+
+std::future<bool> SshCache::contains_async(const Digest& digest) {
+  return call_async<wire::ContainsReply>(wire::ContainsRequest{digest},
+                                         [](wire::ContainsReply r) { return r.found; });
 }
 
 std::vector<std::optional<Entry>> SshCache::load_many(std::span<const Digest> digests) {

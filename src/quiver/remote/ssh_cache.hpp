@@ -1,11 +1,14 @@
 // SshCache: a cache served by `quiver serve --stdio` on another machine, reached over one
 // persistent ssh process (or, with Transport::subprocess, a local child process). Thread-
-// safe and pipelined: calls from many threads are in flight together on the one stream.
+// safe and pipelined: calls from many threads are in flight together on the one stream, and
+// contains_async() lets one thread keep many in flight. The stream to the process is two
+// Unix socket pairs (its stdin and its stdout).
 #pragma once
 
 #include <sys/types.h>
 
 #include <chrono>
+#include <future>
 #include <memory>
 #include <quiver/store/cache.hpp>
 #include <string>
@@ -67,6 +70,14 @@ class SshCache : public Cache {
   /// The remote's read-only flag (connects to learn it); true also with remote_read_only.
   bool read_only() const override;
   std::vector<bool> contains_many(std::span<const Digest> digests) override;
+
+  /// contains() without waiting: the request is queued (sent at once when the stream is
+  /// idle, else with the writer thread's next batch) and the future receives the answer, or
+  /// the call's error: RemoteConnectionError when the connection cannot be opened or dies,
+  /// TimeoutError after call_timeout. One thread may keep hundreds of these in flight on
+  /// the one stream; replies are matched by request id, in any order. A future dropped
+  /// unread is harmless (its reply is discarded).
+  std::future<bool> contains_async(const Digest& digest);
   std::vector<std::optional<Entry>> load_many(std::span<const Digest> digests) override;
   void save_many(std::span<const Entry> entries) override;
 
@@ -97,6 +108,9 @@ class SshCache : public Cache {
   std::shared_ptr<Connection> connection() const;
   template <class Reply, class Request>
   Reply call(Request request) const;
+  template <class Reply, class Request, class F>
+  auto call_async(Request request, F result)
+      -> std::future<decltype(result(std::declval<Reply>()))>;
 
   SshCacheOptions options_;
   struct State;

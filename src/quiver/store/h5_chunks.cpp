@@ -1,8 +1,15 @@
 #include <algorithm>
+#include <condition_variable>
 #include <cstring>
+#include <exception>
+#include <functional>
+#include <mutex>
 #include <optional>
+#include <quiver/core/buffer.hpp>
 #include <quiver/store/h5_chunks.hpp>
+#include <stop_token>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace quiver::h5 {
@@ -57,6 +64,91 @@ bool checksum_matches(std::span<const std::byte> chunk, std::uint32_t stored) {
   std::uint32_t swapped = ((sum & 0x00ff00ffu) << 8) | ((sum >> 8) & 0x00ff00ffu);
   return stored == sum || stored == swapped;
 }
+
+// Runs step(0), step(1), ... step(count - 1) on a second thread, in order, each once the
+// caller has allowed it, so that checksumming one chunk overlaps HDF5's I/O of another (the
+// HDF5 calls stay on the caller's thread, which holds the HDF5 lock); finish() lets the caller
+// take a share of the steps left. The exception of the lowest failed step is kept and rethrown
+// to the caller; destruction stops the thread and joins it.
+class Pipeline {
+ public:
+  Pipeline(std::uint64_t count, std::function<void(std::uint64_t)> step)
+      : count_(count),
+        step_(std::move(step)),
+        thread_([this](const std::stop_token& stop) { work(stop); }) {}
+
+  /// Lets the second thread run the steps below n.
+  void allow(std::uint64_t n) {
+    {
+      std::lock_guard lock(mutex_);
+      allowed_ = std::max(allowed_, n);
+    }
+    changed_.notify_all();
+  }
+
+  /// Waits until the steps below n are done (before finish() only); rethrows a failure.
+  void wait(std::uint64_t n) {
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [&] { return completed_ >= n || error_; });
+    if (error_) std::rethrow_exception(error_);
+  }
+
+  /// Rethrows the exception of a failed step, if any, without waiting.
+  void rethrow_if_failed() {
+    std::lock_guard lock(mutex_);
+    if (error_) std::rethrow_exception(error_);
+  }
+
+  /// Allows every step, runs steps not yet taken on this thread too, and waits until all are
+  /// done; rethrows the exception of the lowest failed step.
+  void finish() {
+    std::unique_lock lock(mutex_);
+    allowed_ = count_;
+    changed_.notify_all();
+    while (next_ < count_ && !error_) run_next(lock);
+    changed_.wait(lock, [&] { return completed_ == next_; });
+    if (error_) std::rethrow_exception(error_);
+  }
+
+ private:
+  void work(const std::stop_token& stop) {
+    std::unique_lock lock(mutex_);
+    while (
+        changed_.wait(lock, stop, [&] { return next_ < allowed_ || next_ == count_ || error_; }) &&
+        next_ < count_ && !error_)
+      run_next(lock);
+  }
+
+  // Takes the next step and runs it with the mutex released.
+  void run_next(std::unique_lock<std::mutex>& lock) {
+    const std::uint64_t i = next_++;
+    lock.unlock();
+    std::exception_ptr error;
+    try {
+      step_(i);
+    } catch (...) {
+      error = std::current_exception();
+    }
+    lock.lock();
+    if (error && (!error_ || i < error_step_)) {
+      error_ = error;
+      error_step_ = i;
+    }
+    ++completed_;
+    changed_.notify_all();
+  }
+
+  const std::uint64_t count_;
+  const std::function<void(std::uint64_t)> step_;
+  std::mutex mutex_;
+  std::condition_variable_any changed_;
+  std::uint64_t allowed_ = 0;    // steps below this may run
+  std::uint64_t next_ = 0;       // steps below this have been taken
+  std::uint64_t completed_ = 0;  // how many taken steps have ended
+  std::exception_ptr error_;     // of the lowest failed step so far
+  std::uint64_t error_step_ = 0;
+  std::jthread thread_;  // last: stopped and joined before the members above go
+};
 
 }  // namespace
 
@@ -113,20 +205,40 @@ bool write_checksummed_chunks(hid_t ds, const Shape& shape, std::size_t esize,
   auto layout = row_chunks(ds, shape, esize, site);
   if (!layout) return false;
   const std::uint64_t total = shape_elements(shape) * esize;
-  std::vector<std::byte> chunk(layout->chunk_bytes + kChecksumBytes);
-  std::vector<hsize_t> offset(shape.size(), 0);
-  for (std::uint64_t k = 0; k < layout->count; ++k) {
-    const std::uint64_t start = k * layout->chunk_bytes;
-    const std::uint64_t n = std::min(layout->chunk_bytes, total - start);
-    std::memcpy(chunk.data(), data + start, n);
+  const std::uint64_t chunk_bytes = layout->chunk_bytes;
+  // Two reused chunk buffers: the second thread copies and checksums chunk k + 1 into one
+  // while this thread writes chunk k from the other.
+  Buffer buffers[2];
+  const std::uint64_t nbuffers = layout->count > 1 ? 2 : 1;
+  for (std::uint64_t b = 0; b < nbuffers; ++b)
+    buffers[b] = Buffer::allocate(chunk_bytes + kChecksumBytes);
+  auto prepare = [&](std::uint64_t k) {
+    std::byte* chunk = buffers[k % 2].mutable_data();
+    const std::uint64_t start = k * chunk_bytes;
+    const std::uint64_t n = std::min(chunk_bytes, total - start);
+    std::memcpy(chunk, data + start, n);
     // The last chunk is stored whole; HDF5 pads it with the fill value (zero).
-    std::fill(chunk.begin() + static_cast<std::ptrdiff_t>(n),
-              chunk.begin() + static_cast<std::ptrdiff_t>(layout->chunk_bytes), std::byte{0});
-    put_le32(chunk.data() + layout->chunk_bytes,
-             fletcher32(std::span(chunk.data(), layout->chunk_bytes)));
+    std::memset(chunk + n, 0, chunk_bytes - n);
+    put_le32(chunk + chunk_bytes, fletcher32(std::span(chunk, chunk_bytes)));
+  };
+  auto write = [&](std::uint64_t k) {
+    std::vector<hsize_t> offset(shape.size(), 0);
     offset[0] = k * layout->dims[0];
-    check(H5Dwrite_chunk(ds, H5P_DEFAULT, 0, offset.data(), chunk.size(), chunk.data()),
+    check(H5Dwrite_chunk(ds, H5P_DEFAULT, 0, offset.data(), chunk_bytes + kChecksumBytes,
+                         buffers[k % 2].data()),
           "H5Dwrite_chunk", site);
+  };
+  if (nbuffers == 1) {
+    prepare(0);
+    write(0);
+    return true;
+  }
+  Pipeline prepared(layout->count, prepare);
+  prepared.allow(2);
+  for (std::uint64_t k = 0; k < layout->count; ++k) {
+    prepared.wait(k + 1);
+    write(k);
+    prepared.allow(k + 3);  // chunk k's buffer is free for chunk k + 2
   }
   return true;
 }
@@ -145,26 +257,48 @@ bool read_checksummed_chunks(hid_t ds, const Shape& shape, std::size_t esize, st
     if (H5Dget_chunk_storage_size(ds, offset.data(), &size) < 0 || size != stored_bytes)
       return false;
   }
+  // This thread reads chunk after chunk; a second one verifies each chunk read so far. The
+  // stored checksums are kept aside, as a chunk read in place has its checksum overwritten by
+  // the next chunk.
+  std::vector<std::uint32_t> stored(layout->count);
+  // A chunk lands straight in the array when the array has room for its checksum too: the 4
+  // bytes spill into the next chunk's place, which the next read overwrites. The last chunks
+  // (any within 4 bytes of the end) go through a spare buffer and are verified here.
+  auto in_place = [&](std::uint64_t k) { return total - k * layout->chunk_bytes >= stored_bytes; };
+  auto verify = [&](std::uint64_t k, const std::byte* chunk) {
+    if (!checksum_matches(std::span(chunk, layout->chunk_bytes), stored[k]))
+      reject("array chunk " + std::to_string(k) + " (rows from " +
+                 std::to_string(k * layout->dims[0]) + ") fails its fletcher32 checksum",
+             site);
+  };
   std::vector<std::byte> spare;
+  std::optional<Pipeline> verifier;
+  if (layout->count > 1)
+    verifier.emplace(layout->count, [&](std::uint64_t k) {
+      if (in_place(k)) verify(k, data + k * layout->chunk_bytes);
+    });
   for (std::uint64_t k = 0; k < layout->count; ++k) {
+    if (verifier) verifier->rethrow_if_failed();  // stop at the first corrupt chunk
     const std::uint64_t start = k * layout->chunk_bytes;
-    const std::uint64_t n = std::min(layout->chunk_bytes, total - start);
-    // A chunk lands straight in the array when the array has room for its checksum too: the
-    // 4 bytes spill into the next chunk's place, which the next read overwrites.
-    const bool in_place = total - start >= stored_bytes;
-    if (!in_place && spare.empty()) spare.resize(stored_bytes);
-    std::byte* dst = in_place ? data + start : spare.data();
+    if (!in_place(k) && spare.empty()) spare.resize(stored_bytes);
+    std::byte* dst = in_place(k) ? data + start : spare.data();
     offset[0] = k * layout->dims[0];
     std::uint32_t filters = 0;
     check(H5Dread_chunk(ds, H5P_DEFAULT, offset.data(), &filters, dst), "H5Dread_chunk", site);
+    // Chunks before k are reported first: they are verified (and fail) before chunk k.
+    if (verifier && (filters != 0 || !in_place(k))) verifier->wait(k);
     if (filters != 0)
       reject("array chunk " + std::to_string(k) + " is stored with its filters skipped", site);
-    if (!checksum_matches(std::span(dst, layout->chunk_bytes), get_le32(dst + layout->chunk_bytes)))
-      reject("array chunk " + std::to_string(k) + " (rows from " + std::to_string(offset[0]) +
-                 ") fails its fletcher32 checksum",
-             site);
-    if (!in_place) std::memcpy(data + start, dst, n);
+    stored[k] = get_le32(dst + layout->chunk_bytes);
+    if (!in_place(k)) {
+      verify(k, dst);
+      std::memcpy(data + start, dst, std::min(layout->chunk_bytes, total - start));
+    } else if (!verifier) {
+      verify(k, dst);
+    }
+    if (verifier) verifier->allow(k + 1);
   }
+  if (verifier) verifier->finish();  // this thread verifies its share of what is left
   return true;
 }
 

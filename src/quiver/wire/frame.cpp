@@ -1,5 +1,7 @@
 #include <poll.h>
 #include <pthread.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -34,6 +36,11 @@ std::string hex_bytes(std::span<const std::byte> bytes) {
 
 [[noreturn]] void fail(const std::string& what, std::uint64_t offset) {
   throw ProtocolError(what + " at stream offset " + std::to_string(offset), kReaderWhere);
+}
+
+bool is_socket(int fd) noexcept {
+  struct stat st {};
+  return fd >= 0 && ::fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
 }
 
 thread_local int t_sigpipe_holds = 0;        // SigpipeHolds alive on this thread
@@ -102,10 +109,22 @@ SigpipeHold::~SigpipeHold() {
 // FrameReader
 
 FrameReader::FrameReader(int fd, WireLimits limits)
-    : fd_(fd), storage_(kReadBufferSize), data_(storage_.data()), limits_(limits) {}
+    : fd_(fd),
+      socket_(is_socket(fd)),
+      storage_(kReadBufferSize),
+      data_(storage_.data()),
+      limits_(limits) {}
 
 FrameReader::FrameReader(std::span<const std::byte> memory, WireLimits limits)
     : data_(memory.data()), end_(memory.size()), limits_(limits) {}
+
+bool FrameReader::has_buffered_message() const noexcept {
+  if (payload_left_ > 0 || buffered() < kHeaderSize) return false;
+  const auto* h = data_ + pos_;
+  const auto flags = load_le<std::uint16_t>(h + 6);
+  const auto length = load_le<std::uint32_t>(h + 16);
+  return (flags & kFlagMore) == 0 && buffered() - kHeaderSize >= length;
+}
 
 void FrameReader::mark_broken(std::string why) {
   if (broken_.empty()) broken_ = why.empty() ? "broken" : std::move(why);
@@ -130,6 +149,7 @@ void FrameReader::wait_readable() {
       throw TimeoutError("no data from the peer before the deadline (stream offset " +
                              std::to_string(offset_) + ")",
                          kReaderWhere);
+    if (socket_ && receive_timeout_within(left)) return;
     pollfd p{fd_, POLLIN, 0};
     int timeout = static_cast<int>(std::min<std::int64_t>(left.count(), INT_MAX));
     int rc = ::poll(&p, 1, timeout);
@@ -138,6 +158,20 @@ void FrameReader::wait_readable() {
       throw RemoteConnectionError(std::string("cannot wait for the peer: ") + std::strerror(errno),
                                   kReaderWhere);
   }
+}
+
+bool FrameReader::receive_timeout_within(std::chrono::milliseconds left) {
+  // A blocking read that gives up after at most `left` stands in for a poll before it: one
+  // system call per read instead of two. The timeout is changed only when it is too long
+  // for the time left (to half of that, so a long wait changes it a few times at most).
+  if (receive_timeout_.count() > 0 && receive_timeout_ <= left) return true;
+  const auto t = std::max(left / 2, std::chrono::milliseconds(1));
+  timeval tv{};
+  tv.tv_sec = static_cast<time_t>(t.count() / 1000);
+  tv.tv_usec = static_cast<suseconds_t>((t.count() % 1000) * 1000);
+  if (::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0) return false;
+  receive_timeout_ = t;
+  return true;
 }
 
 std::size_t FrameReader::read_fd(std::byte* dst, std::size_t n) {
@@ -313,7 +347,8 @@ std::string FrameReader::skip_until(std::span<const std::byte> pattern, std::siz
 // ---------------------------------------------------------------------------------------------
 // FrameWriter
 
-FrameWriter::FrameWriter(int fd, WireLimits peer_limits) : fd_(fd), limits_(peer_limits) {}
+FrameWriter::FrameWriter(int fd, WireLimits peer_limits)
+    : fd_(fd), socket_(is_socket(fd)), limits_(peer_limits) {}
 
 void FrameWriter::write_frame(FrameHeader header,
                               std::span<const std::span<const std::byte>> pieces) {
@@ -370,11 +405,21 @@ bool FrameWriter::write_gathered(bool wait) {
 }
 
 std::size_t FrameWriter::write_iov(std::vector<iovec>& iov, bool wait) {
-  SigpipeHold sigpipe;
+  // A socket is written with MSG_NOSIGNAL; only a pipe needs SIGPIPE held back.
+  std::optional<SigpipeHold> sigpipe;
+  if (!socket_) sigpipe.emplace();
   std::size_t i = 0, written = 0;
   while (i < iov.size()) {
-    auto count = static_cast<int>(std::min<std::size_t>(iov.size() - i, IOV_MAX));
-    ssize_t n = ::writev(fd_, iov.data() + i, count);
+    auto count = std::min<std::size_t>(iov.size() - i, IOV_MAX);
+    ssize_t n;
+    if (socket_) {
+      msghdr msg{};
+      msg.msg_iov = iov.data() + i;
+      msg.msg_iovlen = count;
+      n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
+    } else {
+      n = ::writev(fd_, iov.data() + i, static_cast<int>(count));
+    }
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -383,8 +428,8 @@ std::size_t FrameWriter::write_iov(std::vector<iovec>& iov, bool wait) {
         ::poll(&p, 1, -1);
         continue;
       }
-      if (errno == EPIPE) {
-        t_sigpipe_raised = true;
+      if (errno == EPIPE || errno == ECONNRESET) {
+        if (!socket_) t_sigpipe_raised = true;
         throw RemoteConnectionError(
             "the peer closed the stream (stream offset " + std::to_string(offset_) + ")",
             kWriterWhere);

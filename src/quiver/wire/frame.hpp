@@ -94,8 +94,13 @@ class FrameReader {
   /// True when bytes read from the fd are waiting in the buffer (the next read needs no
   /// system call).
   bool has_buffered() const noexcept { return buffered() > 0; }
+  /// True when, between frames, a whole frame that ends its message (no kFlagMore) waits in
+  /// the buffer: reading the next message needs no system call and cannot block.
+  bool has_buffered_message() const noexcept;
   /// Reads waiting past deadline throw TimeoutError; nullopt waits forever. A timeout
-  /// between frames leaves the reader usable; one inside a frame breaks it.
+  /// between frames leaves the reader usable; one inside a frame breaks it. On a pipe each
+  /// waiting read polls first; on a socket it blocks with a receive timeout (SO_RCVTIMEO,
+  /// set by the reader) no longer than the time left.
   void set_deadline(std::optional<Deadline> deadline) noexcept { deadline_ = deadline; }
   const WireLimits& limits() const noexcept { return limits_; }
   void set_limits(const WireLimits& limits) noexcept { limits_ = limits; }
@@ -109,10 +114,13 @@ class FrameReader {
   bool fill();
   std::size_t read_fd(std::byte* dst, std::size_t n);
   void wait_readable();
+  bool receive_timeout_within(std::chrono::milliseconds left);
   std::size_t read_upto(std::byte* dst, std::size_t n);
   void consume(std::size_t n) noexcept;
 
   int fd_ = -1;
+  bool socket_ = false;                          // fd_ is a socket: reads wait with SO_RCVTIMEO
+  std::chrono::milliseconds receive_timeout_{};  // its SO_RCVTIMEO, 0 while unset
   std::vector<std::byte> storage_;
   const std::byte* data_ = nullptr;
   std::size_t pos_ = 0;
@@ -142,8 +150,9 @@ class SigpipeHold {
   bool was_blocked_ = false;
 };
 
-/// Writes frames to a file descriptor (borrowed, not closed) with writev, resuming partial
-/// writes. Not thread-safe: one thread writes a stream (see send_message).
+/// Writes frames to a file descriptor (borrowed, not closed) with writev (sendmsg with
+/// MSG_NOSIGNAL on a socket), resuming partial writes. Not thread-safe: one thread writes a stream
+/// (see send_message).
 ///
 /// Gathering (set_gather): frames with small payloads are copied into a buffer instead of
 /// written, so that many small messages leave in one system call on flush(); a large frame
@@ -186,6 +195,7 @@ class FrameWriter {
   bool write_gathered(bool wait);
 
   int fd_ = -1;
+  bool socket_ = false;  // fd_ is a socket: written with MSG_NOSIGNAL, no SIGPIPE guard
   std::uint64_t offset_ = 0;
   WireLimits limits_;
   bool gather_ = false;
