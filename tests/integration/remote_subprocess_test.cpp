@@ -307,12 +307,11 @@ TEST_F(RemoteSubprocess, AServerClosingItsOutputWithoutAGreetingIsAConnectionErr
 }
 
 TEST_F(RemoteSubprocess, ServerKilledMidCallFailsEveryPendingCallThenReconnectWorks) {
-  auto o = options();
-  o.call_timeout = 120s;  // a failure must come from the death, not from a deadline
-  SshCache cache(o);
-  cache.save(entry(1));
-  const auto pid = cache.pid();
-  ASSERT_EQ(::kill(pid, SIGSTOP), 0);  // hold the calls in flight
+  // A stopped server holds the calls in flight; a failure must come from its death, not
+  // from a deadline.
+  pid_t pid = -1;
+  auto stopped = stopped_cache(120s, pid);
+  auto& cache = *stopped;
   const auto before = cache.stats().requests;
   std::vector<std::string> errors(4);
   std::vector<std::thread> threads;
@@ -504,12 +503,11 @@ TEST_F(RemoteSubprocess, AsyncCallsInFlightTogetherGetTheirOwnAnswers) {
 }
 
 TEST_F(RemoteSubprocess, AsyncCallsFailWithTheConnectionWhenTheServerDies) {
-  auto o = options();
-  o.call_timeout = 120s;  // a failure must come from the death, not from a deadline
-  SshCache cache(o);
-  cache.save(entry(1));
-  const auto pid = cache.pid();
-  ASSERT_EQ(::kill(pid, SIGSTOP), 0);  // hold the calls in flight
+  // A stopped server holds the calls in flight; a failure must come from its death, not
+  // from a deadline.
+  pid_t pid = -1;
+  auto stopped = stopped_cache(120s, pid);
+  auto& cache = *stopped;
   std::vector<std::future<bool>> futures;
   for (int i = 0; i < 20; ++i) futures.push_back(cache.contains_async(entry(1).digest));
   ASSERT_EQ(::kill(pid, SIGKILL), 0);
