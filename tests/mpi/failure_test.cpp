@@ -21,11 +21,7 @@ TEST(MpiFailure, AKilledServerReachesEveryRankAsAnError) {
   if (rank == 0) store = std::make_unique<ServerStore>();
   SshCache* server = nullptr;
   {
-    Cache cache(MPI_COMM_WORLD, [&]() -> std::unique_ptr<quiver::Cache> {
-      auto c = std::make_unique<SshCache>(store->subprocess());
-      server = c.get();
-      return c;
-    });
+    Cache cache(MPI_COMM_WORLD, quiver::testing::mpi::served_by(store.get(), server));
     const auto mine = call_of("failure", rank, 0);
     cache.save(mine, Value(1.0));
     ASSERT_TRUE(all(cache.contains(mine.digest())));

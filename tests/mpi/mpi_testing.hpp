@@ -72,6 +72,16 @@ class ServerStore {
   std::filesystem::path dir_;
 };
 
+/// An opener for quiver::mpi::Cache: rank 0's cache is a subprocess SshCache serving store
+/// (which only rank 0 needs), recorded in server for the test to inspect.
+inline auto served_by(const ServerStore* store, SshCache*& server) {
+  return [store, &server]() -> std::unique_ptr<quiver::Cache> {
+    auto c = std::make_unique<SshCache>(store->subprocess());
+    server = c.get();
+    return c;
+  };
+}
+
 /// A call unique to (tag, rank, i).
 Call call_of(const std::string& tag, int rank, int i);
 

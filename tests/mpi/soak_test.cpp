@@ -213,11 +213,7 @@ TEST(MpiSoak, MixedOperationsThroughRank0KeepResultsAndResourcesSteady) {
   std::unique_ptr<ServerStore> store;
   if (rank == 0) store = std::make_unique<ServerStore>();
   SshCache* server = nullptr;
-  Cache cache(MPI_COMM_WORLD, [&]() -> std::unique_ptr<quiver::Cache> {
-    auto c = std::make_unique<SshCache>(store->subprocess());
-    server = c.get();
-    return c;
-  });
+  Cache cache(MPI_COMM_WORLD, quiver::testing::mpi::served_by(store.get(), server));
   if (rank == 0)
     for (int k = 0; k < kShared; ++k) cache.save(Entry::make(shared_call(k), result_of(k, 0)));
   MPI_Barrier(MPI_COMM_WORLD);
