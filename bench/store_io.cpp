@@ -3,7 +3,9 @@
 //
 // Floors. Save: write() of the array's bytes to a temporary file, fsync, close, rename into
 // place, fsync the directory (what a durable store save must do at least). Load: read() of
-// that file into a preallocated, already-touched plain heap buffer (small pages). Loads are
+// that file into a preallocated, already-touched plain heap buffer (small pages); the store's
+// load_value_into() reads into that same buffer, like with like. A load that returns a new
+// array is also set against read() into a freshly allocated buffer. Loads are
 // measured with the page cache warm for both sides (each file was just written), and optionally
 // cold: the file's pages evicted with posix_fadvise(DONTNEED) before each read, for both sides
 // alike. Measurements alternate between floor and store so that drift on a shared machine hits
@@ -180,7 +182,7 @@ void measure(const fs::path& dir, std::uint64_t nbytes, std::vector<Variant> var
   for (const std::string& mode : modes) {
     const bool cold = mode == "cold";
     qb::Samples raw_load_s, fresh_load_s, huge_load_s;
-    std::vector<qb::Samples> load_s(variants.size());
+    std::vector<qb::Samples> load_s(variants.size()), into_s(variants.size());
     for (std::uint64_t r = 0; r < settings.reps; ++r) {
       if (cold) qb::evict_from_page_cache(raw_file);
       const double t_raw = qb::time_once([&] { raw_load(raw_file, prealloc_span); });
@@ -216,18 +218,38 @@ void measure(const fs::path& dir, std::uint64_t nbytes, std::vector<Variant> var
         if (r == 0 && (!loaded || !(loaded->result == entry.result)))
           throw StoreError("loaded entry differs from the saved one (" + variants[k].name + ")",
                            path.string());
+        loaded.reset();
+        if (!variants[k].has_goal) continue;
+        // Into the floor's buffer: the same memory, read by quiver instead of read().
+        if (cold) qb::evict_from_page_cache(path);
+        if (r == 0) std::memset(prealloc.get(), 0, nbytes);
+        const quiver::ArrayDestinations into{
+            {"", quiver::ArrayInto{quiver::DType::float64, prealloc_span}}};
+        const double t_into =
+            qb::time_once([&] { (void)stores[k]->load_value_into(entry.digest, into); });
+        into_s[k].add(t_into);
+        std::cerr << ", " << variants[k].name << " into caller memory "
+                  << qb::format_duration(t_into);
+        if (r == 0 && std::memcmp(prealloc.get(), raw_bytes.data(), nbytes) != 0)
+          throw StoreError("array loaded into caller memory differs (" + variants[k].name + ")",
+                           path.string());
       }
       std::cerr << "\n";
     }
     const std::string what = "load " + size + " (" + mode + "), ";
+    // Like with like: a load into the caller's memory against read() into that memory; a load
+    // that returns a new array against read() into a new buffer.
     for (std::size_t k = 0; k < variants.size(); ++k) {
-      rows.push_back(qb::throughput_row(
-          what + variants[k].name, nbytes, load_s[k].median(), raw_load_s.median(),
-          variants[k].has_goal ? std::optional(kLoadGoal) : std::nullopt));
       if (variants[k].has_goal)
         rows.push_back(
-            qb::throughput_row(what + variants[k].name + ", vs read() into a fresh buffer", nbytes,
-                               load_s[k].median(), fresh_load_s.median()));
+            qb::throughput_row(what + variants[k].name + ", into caller memory (load_value_into)",
+                               nbytes, into_s[k].median(), raw_load_s.median(), kLoadGoal));
+      rows.push_back(qb::throughput_row(what + variants[k].name + ", new array", nbytes,
+                                        load_s[k].median(), raw_load_s.median()));
+      if (variants[k].has_goal)
+        rows.push_back(qb::throughput_row(
+            what + variants[k].name + ", new array, vs read() into a fresh buffer", nbytes,
+            load_s[k].median(), fresh_load_s.median(), kLoadGoal));
     }
     rows.push_back(
         qb::throughput_row("reference: read() " + size + " (" + mode + ") into a fresh buffer",

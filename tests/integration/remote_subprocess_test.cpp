@@ -477,6 +477,44 @@ TEST_F(RemoteSubprocess, EightThreadsShareOneConnection) {
   EXPECT_EQ(cache.query(q).size(), 320u);
 }
 
+TEST_F(RemoteSubprocess, ContainsManyOfEverySizeAnswersInOrderAndTimesOut) {
+  // Up to 256 digests a contains_many is a small call its caller writes and reads itself;
+  // larger ones go through the writer and reader threads. Sizes on both sides of that line,
+  // from threads at once, each get their own answers in order.
+  SshCache cache(options());
+  std::vector<Entry> saved;
+  for (int i = 0; i < 1000; i += 3) saved.push_back(entry(i));
+  cache.save_many(saved);
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (std::size_t size : {1u, 255u, 256u, 257u, 1000u})
+    threads.emplace_back([&, size] {
+      for (int round = 0; round < 5; ++round) {
+        std::vector<Digest> digests;
+        std::vector<bool> expected;
+        for (std::size_t i = 0; i < size; ++i) {
+          const int k = static_cast<int>((i * 7 + static_cast<std::size_t>(round)) % 1000);
+          digests.push_back(entry(k).digest);
+          expected.push_back(k % 3 == 0);
+        }
+        if (cache.contains_many(digests) != expected) ++wrong;
+      }
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(cache.stats().connects, 1u);
+
+  // The caller reading its own reply still ends at call_timeout.
+  pid_t pid = -1;
+  auto stopped = stopped_cache(300ms, pid);
+  const std::vector<Digest> three{entry(1).digest, entry(2).digest, entry(3).digest};
+  auto what = error_of<TimeoutError>([&] { stopped->contains_many(three); });
+  EXPECT_TRUE(has(what, "0.3 s (call_timeout)")) << what;
+  ASSERT_EQ(::kill(pid, SIGCONT), 0);
+  EXPECT_EQ(stopped->contains_many(three),
+            (std::vector<bool>{true, false, true}));  // 3 saved above
+}
+
 TEST_F(RemoteSubprocess, AsyncCallsInFlightTogetherGetTheirOwnAnswers) {
   SshCache cache(options());
   std::vector<Entry> saved;

@@ -52,23 +52,40 @@ std::vector<std::byte> random_bytes(std::size_t n, std::uint32_t seed) {
   return v;
 }
 
-TEST(Fletcher32, MatchesHdf5OnRandomDataOfManyLengths) {
-  for (std::size_t n : {1u, 2u, 3u, 511u, 512u, 513u, 720u, 721u, 4096u, 100001u, 1u << 20}) {
+// Every kernel this machine runs; the baseline one runs on every little-endian machine.
+std::vector<Isa> kernels() {
+  std::vector<Isa> isas;
+  for (Isa isa : {Isa::baseline, Isa::avx2})
+    if (fletcher32_supports(isa)) isas.push_back(isa);
+  return isas;
+}
+
+TEST(Fletcher32, EveryKernelMatchesHdf5OnRandomDataOfManyLengths) {
+  // Lengths around the 8 KiB vector block: whole blocks, a block and a word or a byte more.
+  const std::size_t block = 8192;
+  for (std::size_t n : {std::size_t{1}, std::size_t{2}, std::size_t{3}, std::size_t{511},
+                        std::size_t{720}, std::size_t{721}, block - 1, block, block + 1, block + 2,
+                        3 * block + 5, std::size_t{100001}, std::size_t{1} << 20}) {
     auto data = random_bytes(n, static_cast<std::uint32_t>(n));
-    EXPECT_EQ(fletcher32(data), reference_fletcher32(data)) << n << " bytes";
+    const auto expected = reference_fletcher32(data);
+    EXPECT_EQ(fletcher32(data), expected) << n << " bytes";
+    for (Isa isa : kernels())
+      EXPECT_EQ(fletcher32(data, isa), expected) << n << " bytes, kernel " << int(isa);
   }
 }
 
-TEST(Fletcher32, MatchesHdf5WhereTheSumsAreMultiplesOf65535) {
-  // All zero (sums 0), all 0xff (every word 65535 = 0 mod 65535) and one word of 0xffff:
-  // the edge cases of the end-around-carry representation.
-  for (std::size_t n : {2u, 512u, 1000u, 1u << 16}) {
+TEST(Fletcher32, EveryKernelMatchesHdf5WhereTheSumsAreMultiplesOf65535) {
+  // All zero (sums 0), all 0xff (every word 65535 = 0 mod 65535, and the largest lane sums)
+  // and one word of 0xffff: the edge cases of the end-around-carry representation.
+  for (std::size_t n : {2u, 512u, 1000u, 1u << 16, (1u << 16) + 6}) {
     std::vector<std::byte> zeros(n, std::byte{0}), ones(n, std::byte{0xff});
-    EXPECT_EQ(fletcher32(zeros), reference_fletcher32(zeros)) << n;
-    EXPECT_EQ(fletcher32(ones), reference_fletcher32(ones)) << n;
     auto one_word = zeros;
     one_word[n / 2] = one_word[n / 2 + 1 < n ? n / 2 + 1 : n / 2] = std::byte{0xff};
-    EXPECT_EQ(fletcher32(one_word), reference_fletcher32(one_word)) << n;
+    for (const auto* data : {&zeros, &ones, &one_word}) {
+      EXPECT_EQ(fletcher32(*data), reference_fletcher32(*data)) << n;
+      for (Isa isa : kernels())
+        EXPECT_EQ(fletcher32(*data, isa), reference_fletcher32(*data)) << n << " " << int(isa);
+    }
   }
   EXPECT_EQ(fletcher32(std::vector<std::byte>(1000, std::byte{0})), 0u);
 }

@@ -1,3 +1,5 @@
+#include <charconv>
+#include <cstring>
 #include <quiver/core/value.hpp>
 
 namespace quiver {
@@ -160,6 +162,66 @@ struct PayloadBytes {
 
 std::uint64_t Value::payload_bytes() const noexcept {
   return std::visit(PayloadBytes{}, v_);
+}
+
+std::optional<std::string> destination_mismatch(std::string_view path, DType dtype,
+                                                const Shape& shape, const ArrayInto& into) {
+  const std::uint64_t nbytes = checked_bytes(dtype, shape);
+  if (dtype == into.dtype && nbytes == into.bytes.size()) return std::nullopt;
+  std::string dims;
+  for (auto d : shape) dims += (dims.empty() ? "" : ",") + std::to_string(d);
+  return "the result's array at '" + std::string(path) + "' is " + std::string(dtype_name(dtype)) +
+         " [" + dims + "] (" + std::to_string(nbytes) + " bytes); its destination holds " +
+         std::to_string(into.bytes.size()) + " bytes of " + std::string(dtype_name(into.dtype));
+}
+
+namespace {
+
+// The node of v at path ("" is v itself; '/' separates map keys and list indices), or null.
+Value* node_at(Value& v, std::string_view path) {
+  Value* node = &v;
+  while (!path.empty()) {
+    const auto slash = path.find('/');
+    const std::string_view part = path.substr(0, slash);
+    path = slash == std::string_view::npos ? std::string_view{} : path.substr(slash + 1);
+    if (node->kind() == Kind::map) {
+      auto& map = node->as_map();
+      auto it = map.find(part);
+      if (it == map.end()) return nullptr;
+      node = &it->second;
+    } else if (node->kind() == Kind::list) {
+      auto& list = node->as_list();
+      std::size_t i = 0;
+      auto [end, ec] = std::from_chars(part.data(), part.data() + part.size(), i);
+      if (ec != std::errc{} || end != part.data() + part.size() || i >= list.size()) return nullptr;
+      node = &list[i];
+    } else {
+      return nullptr;
+    }
+  }
+  return node;
+}
+
+}  // namespace
+
+void place_arrays(Value& result, const ArrayDestinations& into) {
+  std::vector<std::pair<Array*, const ArrayInto*>> places;
+  for (const auto& [path, dest] : into) {
+    Value* node = node_at(result, path);
+    if (!node || node->kind() != Kind::array)
+      throw TypeError("the result has no array at '" + path + "'" +
+                          (node ? " (it is " + std::string(kind_name(node->kind())) + ")" : ""),
+                      "quiver::place_arrays");
+    Array& a = node->as_array();
+    if (auto why = destination_mismatch(path, a.dtype(), a.shape(), dest))
+      throw TypeError(*why, "quiver::place_arrays");
+    places.emplace_back(&a, &dest);
+  }
+  for (auto [a, dest] : places) {
+    if (a->buffer().data() == dest->bytes.data()) continue;
+    if (!dest->bytes.empty()) std::memcpy(dest->bytes.data(), a->buffer().data(), a->nbytes());
+    *a = Array(a->dtype(), a->shape(), Buffer::borrow(dest->bytes.data(), dest->bytes.size()));
+  }
 }
 
 }  // namespace quiver

@@ -5,6 +5,7 @@
 #include <initializer_list>
 #include <limits>
 #include <map>
+#include <optional>
 #include <quiver/core/buffer.hpp>
 #include <quiver/core/dtype.hpp>
 #include <quiver/core/errors.hpp>
@@ -212,5 +213,33 @@ class Value {
                Object>
       v_;
 };
+
+/// Caller memory that an array of a loaded result is read into (Cache::load_value_into):
+/// it must hold exactly the array's bytes, of the array's dtype.
+struct ArrayInto {
+  DType dtype = DType::uint8;
+  std::span<std::byte> bytes;
+
+  /// The memory of values, for an array of T.
+  template <Element T>
+  static ArrayInto of(std::span<T> values) noexcept {
+    return {dtype_of<T>(), std::as_writable_bytes(values)};
+  }
+};
+
+/// Destinations of arrays by their path in a result: "" is a result that is itself an array,
+/// "T" the item of key T of a map result, "fields/T" a key of a nested map, "2" item 2 of a
+/// list. Keys that contain '/' cannot be named.
+using ArrayDestinations = std::map<std::string, ArrayInto, std::less<>>;
+
+/// Why an array of dtype and shape at path does not fit into, or nullopt when it does.
+std::optional<std::string> destination_mismatch(std::string_view path, DType dtype,
+                                                const Shape& shape, const ArrayInto& into);
+
+/// Makes every array of result at a path of into live in its destination: one that already
+/// does (read there in place) is left alone; any other is copied there and then borrows it.
+/// Throws TypeError, having written nothing, when a path names no array of result or an array
+/// does not fit its destination.
+void place_arrays(Value& result, const ArrayDestinations& into);
 
 }  // namespace quiver

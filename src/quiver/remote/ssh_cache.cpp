@@ -28,6 +28,9 @@ constexpr std::size_t kStderrLines = 50;
 constexpr auto kGrace = std::chrono::milliseconds(2000);
 // Most queued small requests a caller sends itself (far below what forces a blocking flush).
 constexpr std::size_t kDirectBatch = 32;
+// Most digests of a contains_many that is still a small request and reply (its request, 32
+// bytes a digest, stays one gathered frame: FrameWriter::kGatherFrame).
+constexpr std::size_t kSmallContainsMany = 256;
 using SteadyClock = std::chrono::steady_clock;
 
 std::string label_of(const SshCacheOptions& o) {
@@ -52,8 +55,14 @@ bool is_executable(const std::filesystem::path& p) {
   return std::filesystem::is_regular_file(p, ec) && ::access(p.c_str(), X_OK) == 0;
 }
 
+bool small_contains_many(const wire::Message& m) {
+  const auto* r = std::get_if<wire::ContainsManyRequest>(&m);
+  return r && r->digests.size() <= kSmallContainsMany;
+}
+
 // Requests of a bounded, small encoding (one gathered frame): a caller may write them itself.
 bool small_request(const wire::Message& m) {
+  if (small_contains_many(m)) return true;
   return !std::holds_alternative<wire::SaveRequest>(m) &&
          !std::holds_alternative<wire::SaveManyRequest>(m) &&
          !std::holds_alternative<wire::ContainsManyRequest>(m) &&
@@ -69,7 +78,7 @@ bool small_reply(const wire::Message& m) {
          std::holds_alternative<wire::ShrinkRequest>(m) ||
          std::holds_alternative<wire::EvictRequest>(m) ||
          std::holds_alternative<wire::SaveRequest>(m) ||
-         std::holds_alternative<wire::SaveManyRequest>(m);
+         std::holds_alternative<wire::SaveManyRequest>(m) || small_contains_many(m);
 }
 
 bool on_path(const std::string& name) {

@@ -33,6 +33,12 @@ bool QueryMatcher::matches(const EntrySummary& s) const {
   return true;
 }
 
+std::optional<Value> Cache::load_value_into(const Digest& digest, const ArrayDestinations& into) {
+  auto value = load_value(digest);
+  if (value) place_arrays(*value, into);
+  return value;
+}
+
 std::vector<bool> Cache::contains_many(std::span<const Digest> digests) {
   std::vector<bool> out;
   out.reserve(digests.size());

@@ -82,6 +82,11 @@ class Cache {
   virtual std::optional<Entry> load(const Digest& digest) = 0;
   /// Only the result, or nullopt on a miss.
   virtual std::optional<Value> load_value(const Digest& digest) = 0;
+  /// The result, or nullopt on a miss, with each array at a path of into placed in that
+  /// caller memory (the returned Value borrows it): an HDF5 store reads it there directly,
+  /// other caches copy it there. Throws TypeError when a path names no array of the result or
+  /// an array does not fit its destination; the destinations' contents are then unspecified.
+  virtual std::optional<Value> load_value_into(const Digest& digest, const ArrayDestinations& into);
   /// True when an entry is stored under digest.
   virtual bool contains(const Digest& digest) = 0;
   /// The unique stored digest starting with prefix (>= 4 lowercase hex chars). Throws

@@ -88,6 +88,18 @@ std::optional<Entry> CacheStack::load(const Digest& digest) {
 
 std::optional<Value> CacheStack::load_value(const Digest& digest) {
   if (auto value = layers_.front()->load_value(digest)) return value;
+  return load_value_below(digest);
+}
+
+std::optional<Value> CacheStack::load_value_into(const Digest& digest,
+                                                 const ArrayDestinations& into) {
+  if (auto value = layers_.front()->load_value_into(digest, into)) return value;
+  auto value = load_value_below(digest);
+  if (value) place_arrays(*value, into);
+  return value;
+}
+
+std::optional<Value> CacheStack::load_value_below(const Digest& digest) {
   const bool promoting = !layers_.front()->read_only();
   for (std::size_t i = 1; i < layers_.size(); ++i) {
     if (!promoting) {

@@ -28,6 +28,8 @@ class CacheStack : public Cache {
   void save_many(std::span<const Entry> entries) override;
   std::optional<Entry> load(const Digest& digest) override;
   std::optional<Value> load_value(const Digest& digest) override;
+  std::optional<Value> load_value_into(const Digest& digest,
+                                       const ArrayDestinations& into) override;
   bool contains(const Digest& digest) override;
   Digest expand(std::string_view prefix) override;
   std::string shrink(const Digest& digest) override;
@@ -43,6 +45,9 @@ class CacheStack : public Cache {
   const std::vector<std::unique_ptr<Cache>>& layers() const noexcept { return layers_; }
 
  private:
+  // The result from the first layer below layer 0 that has it, promoted into layer 0.
+  std::optional<Value> load_value_below(const Digest& digest);
+
   std::vector<std::unique_ptr<Cache>> layers_;
   std::vector<bool> write_through_;
 };

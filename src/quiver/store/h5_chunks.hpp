@@ -14,9 +14,20 @@
 
 namespace quiver::h5 {
 
+/// Instruction sets fletcher32 has a kernel for.
+enum class Isa { baseline, avx2 };
+
+/// Whether this machine (and build) runs the given fletcher32 kernel; baseline needs a
+/// little-endian machine, without which fletcher32 goes word by word.
+bool fletcher32_supports(Isa isa) noexcept;
+
 /// HDF5's fletcher32 checksum of data (H5_checksum_fletcher32: big-endian 16-bit words, sums
-/// starting at 0, an odd last byte as the high byte of a word), computed in blocks.
+/// starting at 0, an odd last byte as the high byte of a word), computed in vector blocks with
+/// the best kernel this machine supports.
 std::uint32_t fletcher32(std::span<const std::byte> data) noexcept;
+
+/// The same checksum with the given kernel, which must be supported (see fletcher32_supports).
+std::uint32_t fletcher32(std::span<const std::byte> data, Isa isa) noexcept;
 
 /// Writes the nbytes of data (C order, shape of dataset ds) as whole filtered chunks when ds
 /// is chunked along its outermost dimension only with fletcher32 as its only filter; returns

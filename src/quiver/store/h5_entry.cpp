@@ -16,7 +16,8 @@ Handle open_group(hid_t parent, const char* name, const Site& site) {
   return own(H5Gopen2(parent, name, H5P_DEFAULT), std::string("H5Gopen2(") + name + ")", site);
 }
 
-Entry read_parts(const std::string& path, Parts parts, const Site& site) {
+Entry read_parts(const std::string& path, Parts parts, const ArrayDestinations* into,
+                 const Site& site) {
   Entry e;
   Lock lock;
   Handle file = open_file(path, site);
@@ -52,7 +53,8 @@ Entry read_parts(const std::string& path, Parts parts, const Site& site) {
       static_cast<std::uint32_t>(read_int_attr(meta.id(), "format_version", site));
   e.meta.key_format_version = static_cast<std::uint32_t>(key_format);
 
-  if (parts == Parts::everything) e.result = reader.read(root.id(), "result");
+  if (parts == Parts::everything)
+    e.result = ValueReader(Decode::strict, site, into).read(root.id(), "result");
   return e;
 }
 
@@ -88,14 +90,16 @@ void write_entry(const std::string& path, const Entry& entry, const WriteOptions
   close(file, site);
 }
 
-Entry read_entry(const std::string& path, Parts parts) {
+Entry read_entry(const std::string& path, Parts parts, const ArrayDestinations* into) {
   const Site site{path, Fault::corrupt_entry};
   try {
-    Entry e = read_parts(path, parts, site);
+    Entry e = read_parts(path, parts, into, site);
     if (e.call.function.empty() || e.call.digest() != e.digest)
       reject("the stored call does not match the digest attribute", site);
     return e;
   } catch (const CorruptEntry&) {
+    throw;
+  } catch (const DestinationMismatch&) {
     throw;
   } catch (const std::bad_alloc&) {
     throw;

@@ -421,6 +421,15 @@ Value ValueReader::read(hid_t parent, const std::string& name, const std::string
   }
 }
 
+Value ValueReader::read_child(hid_t group, const std::string& name, const std::string& path,
+                              std::string_view part) {
+  std::string parent = std::move(at_);
+  at_ = parent.empty() ? std::string(part) : parent + "/" + std::string(part);
+  Value v = read(group, name, child_path(path, name));
+  at_ = std::move(parent);
+  return v;
+}
+
 Value ValueReader::read_group(hid_t group, const std::string& kind, const std::string& path) {
   auto links = links_of(group, site_);
   if (kind == "list") {
@@ -431,7 +440,7 @@ Value ValueReader::read_group(hid_t group, const std::string& kind, const std::s
       if (!link.hard || !i || *i >= list.size() || seen[*i])
         reject_node(path, "'" + link.name + "' is not a list item");
       seen[*i] = true;
-      list[*i] = read(group, link.name, child_path(path, link.name));
+      list[*i] = read_child(group, link.name, path, link.name);
     }
     return list;
   }
@@ -442,8 +451,8 @@ Value ValueReader::read_group(hid_t group, const std::string& kind, const std::s
       if (mode_ == Decode::strict) reject_node(path, "'" + link.name + "' is not a hard link");
       continue;
     }
-    Value item = read(group, link.name, child_path(path, link.name));
     auto key = kind.empty() ? link.name : unescape_key(link.name);
+    Value item = read_child(group, link.name, path, key);
     if (!map.emplace(std::move(key), std::move(item)).second)
       reject_node(path, "duplicate key for '" + link.name + "'");
   }
@@ -491,7 +500,14 @@ Value ValueReader::read_dataset(hid_t ds, const std::string& kind, const std::st
     return Value(read_string(ds, Holder::dataset, type.id(), Padding::keep, site_));
   }
   if (kind == "bytes") return Value(Bytes{read_bytes(ds, path)});
-  if (kind == "array") return Value(read_array(ds, type.id(), path));
+  if (kind == "array") {
+    const ArrayInto* dest = nullptr;
+    if (into_) {
+      auto it = into_->find(at_);
+      if (it != into_->end()) dest = &it->second;
+    }
+    return Value(read_array(ds, type.id(), path, dest));
+  }
   if (kind == "object") {
     auto type_name = read_string_attr(ds, "type_name", site_);
     auto archive = read_string_attr(ds, "archive", site_);
@@ -539,7 +555,8 @@ Value ValueReader::infer_dataset(hid_t ds, const std::string& path) {
   }
 }
 
-Array ValueReader::read_array(hid_t ds, hid_t type, const std::string& path) {
+Array ValueReader::read_array(hid_t ds, hid_t type, const std::string& path,
+                              const ArrayInto* dest) {
   auto dtype = dtype_of_type(type, site_);
   if (!dtype) reject_node(path, "datatype has no array dtype");
   Handle space = own(H5Dget_space(ds), "H5Dget_space", site_);
@@ -550,7 +567,14 @@ Array ValueReader::read_array(hid_t ds, hid_t type, const std::string& path) {
   check(H5Sget_simple_extent_dims(space.id(), dims.data(), nullptr), "H5Sget_simple_extent_dims",
         site_);
   Shape shape(dims.begin(), dims.end());
-  Array a(*dtype, shape);
+  Array a;
+  if (dest) {
+    if (auto why = destination_mismatch(at_, *dtype, shape, *dest))
+      throw DestinationMismatch(*why, site_.path);
+    a = Array(*dtype, shape, Buffer::borrow(dest->bytes.data(), dest->bytes.size()));
+  } else {
+    a = Array(*dtype, shape);
+  }
   if (a.nbytes() == 0) return a;
   Handle mem = H5Tget_class(type) == H5T_ENUM
                    ? own(H5Tget_native_type(type, H5T_DIR_ASCEND), "H5Tget_native_type", site_)

@@ -50,11 +50,21 @@ enum class Decode {
   infer,   ///< any HDF5 file: groups are maps, datasets become arrays, strings, ...
 };
 
+/// An array of the stored result does not fit the caller memory it was to be read into: the
+/// caller's mistake, not a corrupt entry.
+class DestinationMismatch : public TypeError {
+ public:
+  using TypeError::TypeError;
+};
+
 /// Reads HDF5 objects as Values. Use with a Lock held.
 class ValueReader {
  public:
-  /// A reader decoding as mode says; failures name site, which must outlive it.
-  ValueReader(Decode mode, const Site& site) : mode_(mode), site_(site) {}
+  /// A reader decoding as mode says; failures name site, which must outlive it. Arrays at the
+  /// paths of into (relative to the node read, see ArrayDestinations) are read straight into
+  /// that memory, after their dtype and size are checked (DestinationMismatch).
+  ValueReader(Decode mode, const Site& site, const ArrayDestinations* into = nullptr)
+      : mode_(mode), site_(site), into_(into) {}
   /// The Value of the child called name of group parent.
   Value read(hid_t parent, const std::string& name) {
     return read(parent, name, name.starts_with('/') ? name : "/" + name);
@@ -62,15 +72,21 @@ class ValueReader {
 
  private:
   Value read(hid_t parent, const std::string& name, const std::string& path);
+  // Reads child name of group, the node at value path at_ + "/" + part.
+  Value read_child(hid_t group, const std::string& name, const std::string& path,
+                   std::string_view part);
   Value read_group(hid_t group, const std::string& kind, const std::string& path);
   Value read_dataset(hid_t ds, const std::string& kind, const std::string& path);
   Value infer_dataset(hid_t ds, const std::string& path);
-  Array read_array(hid_t ds, hid_t type, const std::string& path);
+  // Reads an array into dest when given, else into a new buffer.
+  Array read_array(hid_t ds, hid_t type, const std::string& path, const ArrayInto* dest = nullptr);
   Buffer read_bytes(hid_t ds, const std::string& path);
   [[noreturn]] void reject_node(const std::string& path, const std::string& why) const;
 
   Decode mode_;
   const Site& site_;
+  const ArrayDestinations* into_;
+  std::string at_;  // value path of the node being read ("" for the top one)
 };
 
 }  // namespace quiver::h5

@@ -84,11 +84,12 @@ struct Hdf5Store::Impl {
   }
 
   // The entry stored under d, checked against its file name; nullopt on a miss or a bad file.
-  std::optional<Entry> read(const Digest& d, h5::Parts parts) const {
+  std::optional<Entry> read(const Digest& d, h5::Parts parts,
+                            const ArrayDestinations* into = nullptr) const {
     auto path = path_of(d);
     if (!exists(path)) return std::nullopt;
     try {
-      Entry e = h5::read_entry(path, parts);
+      Entry e = h5::read_entry(path, parts, into);
       if (e.digest != d) {
         warn_bad(path, "its digest attribute " + e.digest.hex() + " does not match its name");
         return std::nullopt;
@@ -225,6 +226,14 @@ std::optional<Entry> Hdf5Store::load(const Digest& digest) {
 std::optional<Value> Hdf5Store::load_value(const Digest& digest) {
   auto e = impl_->read(digest, h5::Parts::everything);
   if (!e) return std::nullopt;
+  return std::move(e->result);
+}
+
+std::optional<Value> Hdf5Store::load_value_into(const Digest& digest,
+                                                const ArrayDestinations& into) {
+  auto e = impl_->read(digest, h5::Parts::everything, &into);
+  if (!e) return std::nullopt;
+  place_arrays(e->result, into);  // checks that every path was an array of the result
   return std::move(e->result);
 }
 

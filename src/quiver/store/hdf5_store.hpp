@@ -51,6 +51,8 @@ class Hdf5Store : public Cache {
   void save(const Entry& entry) override;
   std::optional<Entry> load(const Digest& digest) override;
   std::optional<Value> load_value(const Digest& digest) override;
+  std::optional<Value> load_value_into(const Digest& digest,
+                                       const ArrayDestinations& into) override;
   bool contains(const Digest& digest) override;
   Digest expand(std::string_view prefix) override;
   std::string shrink(const Digest& digest) override;

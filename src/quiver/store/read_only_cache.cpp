@@ -34,6 +34,11 @@ std::optional<Value> ReadOnlyCache::load_value(const Digest& digest) {
   return inner_->load_value(digest);
 }
 
+std::optional<Value> ReadOnlyCache::load_value_into(const Digest& digest,
+                                                    const ArrayDestinations& into) {
+  return inner_->load_value_into(digest, into);
+}
+
 bool ReadOnlyCache::contains(const Digest& digest) {
   return inner_->contains(digest);
 }
