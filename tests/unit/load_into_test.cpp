@@ -39,16 +39,22 @@ const double* data_of(const Value& v) {
   return reinterpret_cast<const double*>(v.as_array().buffer().data());
 }
 
+// Options of a store at root whose arrays span many chunks.
+Hdf5StoreOptions small_chunks(const std::filesystem::path& root, bool checksum = true,
+                              int gzip = 0) {
+  Hdf5StoreOptions o;
+  o.root = root;
+  o.fsync = false;
+  o.checksum = checksum;
+  o.gzip = gzip;
+  o.chunk_bytes = 8192;
+  return o;
+}
+
 class LoadIntoTest : public ::testing::TestWithParam<std::string> {
  protected:
   Hdf5StoreOptions store_options(const std::string& name, bool checksum = true, int gzip = 0) {
-    Hdf5StoreOptions o;
-    o.root = dir_ / name;
-    o.fsync = false;
-    o.checksum = checksum;
-    o.gzip = gzip;
-    o.chunk_bytes = 8192;  // arrays span many chunks
-    return o;
+    return small_chunks(dir_ / name, checksum, gzip);
   }
 
   // The cache under test: an HDF5 store (with or without checksums, or with gzip), a memory
@@ -176,12 +182,9 @@ INSTANTIATE_TEST_SUITE_P(Caches, LoadIntoTest,
 
 TEST(LoadIntoStack, AHitBelowLayerZeroIsPromoted) {
   TempDir dir("quiver-load-into");
-  Hdf5StoreOptions o;
-  o.root = dir / "below";
-  o.fsync = false;
   std::vector<std::unique_ptr<Cache>> layers;
   layers.push_back(std::make_unique<MemoryCache>());
-  layers.push_back(std::make_unique<Hdf5Store>(o));
+  layers.push_back(std::make_unique<Hdf5Store>(small_chunks(dir / "below")));
   CacheStack stack(std::move(layers));
   const Array stored = ramp(4096);
   const Entry e = entry_of(Value(stored));
@@ -195,13 +198,13 @@ TEST(LoadIntoStack, AHitBelowLayerZeroIsPromoted) {
   EXPECT_EQ(promoted->as_array(), stored);
 }
 
-TEST(LoadIntoHdf5, TheStoreReadsStraightIntoTheDestination) {
-  TempDir dir("quiver-load-into");
-  Hdf5StoreOptions o;
-  o.root = dir / "store";
-  o.fsync = false;
-  o.chunk_bytes = 8192;
-  Hdf5Store store(o);
+class LoadIntoHdf5 : public ::testing::Test {
+ protected:
+  TempDir dir{"quiver-load-into"};
+  Hdf5Store store{small_chunks(dir / "store")};
+};
+
+TEST_F(LoadIntoHdf5, TheStoreReadsStraightIntoTheDestination) {
   const Array stored = ramp(20001);
   const Entry e = entry_of(Value::map({{"T", stored}}));
   store.save(e);
@@ -213,13 +216,7 @@ TEST(LoadIntoHdf5, TheStoreReadsStraightIntoTheDestination) {
   EXPECT_EQ(out, stored.to_vector<double>());
 }
 
-TEST(LoadIntoHdf5, ACorruptChunkIsAMiss) {
-  TempDir dir("quiver-load-into");
-  Hdf5StoreOptions o;
-  o.root = dir / "store";
-  o.fsync = false;
-  o.chunk_bytes = 8192;
-  Hdf5Store store(o);
+TEST_F(LoadIntoHdf5, ACorruptChunkIsAMiss) {
   const Array stored = ramp(20000);
   const Entry e = entry_of(Value(stored));
   store.save(e);
