@@ -62,10 +62,9 @@ bool small_contains_many(const wire::Message& m) {
 
 // Requests of a bounded, small encoding (one gathered frame): a caller may write them itself.
 bool small_request(const wire::Message& m) {
-  if (small_contains_many(m)) return true;
+  if (std::holds_alternative<wire::ContainsManyRequest>(m)) return small_contains_many(m);
   return !std::holds_alternative<wire::SaveRequest>(m) &&
          !std::holds_alternative<wire::SaveManyRequest>(m) &&
-         !std::holds_alternative<wire::ContainsManyRequest>(m) &&
          !std::holds_alternative<wire::LoadManyRequest>(m) &&
          !std::holds_alternative<wire::QueryRequest>(m);
 }

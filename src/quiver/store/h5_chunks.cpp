@@ -202,6 +202,7 @@ const unsigned char* fletcher_blocks_baseline(const unsigned char* p, std::size_
 }
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define QUIVER_FLETCHER_AVX2 1
 [[gnu::target("avx2")]] const unsigned char* fletcher_blocks_avx2(const unsigned char* p,
                                                                   std::size_t nblocks,
                                                                   FletcherSums& sums) {
@@ -213,7 +214,7 @@ const unsigned char* fletcher_blocks_baseline(const unsigned char* p, std::size_
 
 bool fletcher32_supports(Isa isa) noexcept {
   if (isa == Isa::baseline) return std::endian::native == std::endian::little;
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#ifdef QUIVER_FLETCHER_AVX2
   return __builtin_cpu_supports("avx2");
 #else
   return false;
@@ -224,10 +225,10 @@ std::uint32_t fletcher32(std::span<const std::byte> data, Isa isa) noexcept {
   const auto* p = reinterpret_cast<const unsigned char*>(data.data());
   FletcherSums sums;
   std::size_t tail = data.size();
-  if (fletcher32_supports(Isa::baseline)) {  // the lanes assume little-endian loads
+  if constexpr (std::endian::native == std::endian::little) {  // the lanes load little-endian
     tail %= kFletcherBlockBytes;
     const std::size_t nblocks = data.size() / kFletcherBlockBytes;
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#ifdef QUIVER_FLETCHER_AVX2
     if (isa == Isa::avx2)
       p = fletcher_blocks_avx2(p, nblocks, sums);
     else

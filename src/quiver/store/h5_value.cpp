@@ -423,6 +423,7 @@ Value ValueReader::read(hid_t parent, const std::string& name, const std::string
 
 Value ValueReader::read_child(hid_t group, const std::string& name, const std::string& path,
                               std::string_view part) {
+  if (!into_) return read(group, name, child_path(path, name));  // no destinations to match
   std::string parent = std::move(at_);
   at_ = parent.empty() ? std::string(part) : parent + "/" + std::string(part);
   Value v = read(group, name, child_path(path, name));

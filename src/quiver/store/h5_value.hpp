@@ -72,7 +72,8 @@ class ValueReader {
 
  private:
   Value read(hid_t parent, const std::string& name, const std::string& path);
-  // Reads child name of group, the node at value path at_ + "/" + part.
+  // Reads child name of group, the node at value path at_ + "/" + part (tracked in at_ only
+  // when there are destinations to match).
   Value read_child(hid_t group, const std::string& name, const std::string& path,
                    std::string_view part);
   Value read_group(hid_t group, const std::string& kind, const std::string& path);
