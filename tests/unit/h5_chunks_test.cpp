@@ -55,17 +55,19 @@ std::vector<std::byte> random_bytes(std::size_t n, std::uint32_t seed) {
 // Every kernel this machine runs; the baseline one runs on every little-endian machine.
 std::vector<Isa> kernels() {
   std::vector<Isa> isas;
-  for (Isa isa : {Isa::baseline, Isa::avx2})
+  for (Isa isa : {Isa::baseline, Isa::avx2, Isa::avx512})
     if (fletcher32_supports(isa)) isas.push_back(isa);
   return isas;
 }
 
 TEST(Fletcher32, EveryKernelMatchesHdf5OnRandomDataOfManyLengths) {
-  // Lengths around the 8 KiB vector block: whole blocks, a block and a word or a byte more.
-  const std::size_t block = 8192;
-  for (std::size_t n : {std::size_t{1}, std::size_t{2}, std::size_t{3}, std::size_t{511},
-                        std::size_t{720}, std::size_t{721}, block - 1, block, block + 1, block + 2,
-                        3 * block + 5, std::size_t{100001}, std::size_t{1} << 20}) {
+  // Lengths around the vector blocks (4 KiB for AVX2, 8 KiB for the others): whole blocks, a
+  // block and a word or a byte more.
+  const std::size_t block = 8192, half = block / 2;
+  for (std::size_t n :
+       {std::size_t{1}, std::size_t{2}, std::size_t{3}, std::size_t{511}, std::size_t{720},
+        std::size_t{721}, half - 1, half, half + 1, half + 2, block - 1, block, block + 1,
+        block + 2, 3 * half + 5, 3 * block + 5, std::size_t{100001}, std::size_t{1} << 20}) {
     auto data = random_bytes(n, static_cast<std::uint32_t>(n));
     const auto expected = reference_fletcher32(data);
     EXPECT_EQ(fletcher32(data), expected) << n << " bytes";

@@ -4,6 +4,9 @@
 #include <cstring>
 #include <exception>
 #include <functional>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 #include <mutex>
 #include <optional>
 #include <quiver/core/buffer.hpp>
@@ -160,20 +163,25 @@ struct FletcherSums {
   std::uint64_t s1 = 0, s2 = 0, any = 0;
 };
 
+// Adds to sums a block of n words w_j whose sum is sum_w and whose weighted sum
+// sum (n - j) * w_j is weighted (both taken modulo 65535): s1 += sum_w, s2 += n * s1 + weighted.
+void add_block(FletcherSums& sums, std::uint64_t n, std::uint64_t sum_w, std::uint64_t weighted) {
+  sums.s2 = (sums.s2 + n % 65535 * sums.s1 + weighted % 65535) % 65535;
+  sums.s1 = (sums.s1 + sum_w % 65535) % 65535;
+}
+
 constexpr std::size_t kFletcherSteps = 256, kFletcherBlockBytes = kFletcherSteps * 32;
 
-// Adds nblocks blocks of kFletcherBlockBytes at p to sums; returns the end of the last block.
-// Over a block of n words w_j: s1 += sum w_j, s2 += n*s1 + sum (n-j)*w_j. The block is taken as
-// kFletcherSteps steps of 16 words, loaded as 8 little-endian 32-bit lanes of two big-endian
-// words each (an even and an odd one). Each lane l keeps A = the sum of its words and B = the
-// sum over steps of A, so that sum (n-j)*w_j = sum over the 16 words i of (16*B_i - i*A_i). The
-// lanes only add, in explicit vectors whatever the optimisation level; B fits in 32 bits for
-// 256 steps.
-[[gnu::always_inline]] inline const unsigned char* fletcher_blocks(const unsigned char* p,
-                                                                   std::size_t nblocks,
-                                                                   FletcherSums& sums) {
+// The portable kernel: adds the whole blocks of kFletcherBlockBytes among the nbytes at p to
+// sums; returns the end of the last block. The block is taken as kFletcherSteps steps of 16
+// words, loaded as 8 little-endian 32-bit lanes of two big-endian words each (an even and an
+// odd one). Each lane l keeps A = the sum of its words and B = the sum over steps of A, so that
+// sum (n-j)*w_j = sum over the 16 words i of (16*B_i - i*A_i). The lanes only add, in explicit
+// vectors whatever the optimisation level; B fits in 32 bits for 256 steps.
+const unsigned char* fletcher_blocks_baseline(const unsigned char* p, std::size_t nbytes,
+                                              FletcherSums& sums) {
   using u32x8 = std::uint32_t __attribute__((vector_size(32)));
-  for (; nblocks > 0; --nblocks) {
+  for (std::size_t nblocks = nbytes / kFletcherBlockBytes; nblocks > 0; --nblocks) {
     u32x8 a_even = {}, a_odd = {}, b_even = {}, b_odd = {};
     for (std::size_t k = 0; k < kFletcherSteps; ++k, p += sizeof(u32x8)) {
       u32x8 x;
@@ -189,52 +197,138 @@ constexpr std::size_t kFletcherSteps = 256, kFletcherBlockBytes = kFletcherSteps
       sum_b += 16 * (std::uint64_t{b_even[l]} + b_odd[l]) - 2 * l * std::uint64_t{a_even[l]} -
                (2 * l + 1) * std::uint64_t{a_odd[l]};
     }
-    sums.s2 = (sums.s2 + kFletcherBlockBytes / 2 * sums.s1 + sum_b) % 65535;
-    sums.s1 = (sums.s1 + sum_a) % 65535;
+    add_block(sums, kFletcherBlockBytes / 2, sum_a, sum_b);
     sums.any |= sum_a;
   }
   return p;
 }
 
-const unsigned char* fletcher_blocks_baseline(const unsigned char* p, std::size_t nblocks,
-                                              FletcherSums& sums) {
-  return fletcher_blocks(p, nblocks, sums);
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define QUIVER_FLETCHER_X86 1
+
+// The multiply-add kernels (x86) take the words as they load, little-endian: v = swap(w), and
+// swap(w) = 256 * w modulo 65535 (as 65536 = 1), so sums over v times 256 are those over w.
+// Flipping the top bit turns v into the signed u = v - 32768, which vpmaddwd multiplies and
+// adds in pairs into 32-bit lanes: A += u * 1 per step, B += A (the running sum, taken each
+// step), C += u * i (i the word's place within its step). Over a block of s steps of m words,
+// with j = m * k + i: sum u_j = sum A-lanes, sum (n - j) u_j = m * sum B - sum C. Steps of 128
+// keep B below 2^31 (65536 * 128 * 129 / 2 < 2^30).
+constexpr std::size_t kMaddSteps = 128;
+
+// Adds the block whose lane sums are a, b, c (m words a step, kMaddSteps steps) to sums.
+void add_madd_block(FletcherSums& sums, std::size_t m, std::int64_t a, std::int64_t b,
+                    std::int64_t c) {
+  const auto n = static_cast<std::int64_t>(m * kMaddSteps);
+  const auto sum_v = static_cast<std::uint64_t>(a + 32768 * n);
+  const auto weighted_v =
+      static_cast<std::uint64_t>(static_cast<std::int64_t>(m) * b - c + 32768 * (n * (n + 1) / 2));
+  add_block(sums, static_cast<std::uint64_t>(n), 256 * (sum_v % 65535), 256 * (weighted_v % 65535));
 }
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define QUIVER_FLETCHER_AVX2 1
+// The sum of the 32-bit lanes of a vector of bytes V.
+template <class V>
+std::int64_t lane_sum(const V& v) {
+  std::int32_t lanes[sizeof(V) / 4];
+  std::memcpy(lanes, &v, sizeof lanes);
+  std::int64_t sum = 0;
+  for (std::int32_t x : lanes) sum += x;
+  return sum;
+}
+
+// Whether a vector has a non-zero bit.
+template <class V>
+std::uint64_t any_bit(const V& v) {
+  std::uint64_t words[sizeof(V) / 8];
+  std::memcpy(words, &v, sizeof words);
+  std::uint64_t any = 0;
+  for (std::uint64_t x : words) any |= x;
+  return any;
+}
+
 [[gnu::target("avx2")]] const unsigned char* fletcher_blocks_avx2(const unsigned char* p,
-                                                                  std::size_t nblocks,
+                                                                  std::size_t nbytes,
                                                                   FletcherSums& sums) {
-  return fletcher_blocks(p, nblocks, sums);
+  constexpr std::size_t kBytes = 32;
+  const __m256i flip = _mm256_set1_epi16(std::int16_t{-32768}), ones = _mm256_set1_epi16(1);
+  const __m256i place = _mm256_setr_epi16(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  __m256i any = _mm256_setzero_si256();
+  for (std::size_t nblocks = nbytes / (kMaddSteps * kBytes); nblocks > 0; --nblocks) {
+    __m256i a = _mm256_setzero_si256(), b = a, c = a;
+    for (std::size_t k = 0; k < kMaddSteps; ++k, p += kBytes) {
+      const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+      any = _mm256_or_si256(any, x);
+      const __m256i u = _mm256_xor_si256(x, flip);
+      a = _mm256_add_epi32(a, _mm256_madd_epi16(u, ones));
+      b = _mm256_add_epi32(b, a);
+      c = _mm256_add_epi32(c, _mm256_madd_epi16(u, place));
+    }
+    add_madd_block(sums, kBytes / 2, lane_sum(a), lane_sum(b), lane_sum(c));
+  }
+  sums.any |= any_bit(any);
+  return p;
+}
+
+[[gnu::target("avx512bw")]] const unsigned char* fletcher_blocks_avx512(const unsigned char* p,
+                                                                        std::size_t nbytes,
+                                                                        FletcherSums& sums) {
+  constexpr std::size_t kBytes = 64;
+  const __m512i flip = _mm512_set1_epi16(std::int16_t{-32768}), ones = _mm512_set1_epi16(1);
+  const __m512i place = _mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17,
+                                         16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  __m512i any = _mm512_setzero_si512();
+  for (std::size_t nblocks = nbytes / (kMaddSteps * kBytes); nblocks > 0; --nblocks) {
+    __m512i a = _mm512_setzero_si512(), b = a, c = a;
+    for (std::size_t k = 0; k < kMaddSteps; ++k, p += kBytes) {
+      const __m512i x = _mm512_loadu_si512(p);
+      any = _mm512_or_si512(any, x);
+      const __m512i u = _mm512_xor_si512(x, flip);
+      a = _mm512_add_epi32(a, _mm512_madd_epi16(u, ones));
+      b = _mm512_add_epi32(b, a);
+      c = _mm512_add_epi32(c, _mm512_madd_epi16(u, place));
+    }
+    add_madd_block(sums, kBytes / 2, lane_sum(a), lane_sum(b), lane_sum(c));
+  }
+  sums.any |= any_bit(any);
+  return p;
 }
 #endif
 
 }  // namespace
 
 bool fletcher32_supports(Isa isa) noexcept {
-  if (isa == Isa::baseline) return std::endian::native == std::endian::little;
-#ifdef QUIVER_FLETCHER_AVX2
-  return __builtin_cpu_supports("avx2");
-#else
-  return false;
+  switch (isa) {
+    case Isa::baseline:
+      return std::endian::native == std::endian::little;
+#ifdef QUIVER_FLETCHER_X86
+    case Isa::avx2:
+      return __builtin_cpu_supports("avx2");
+    case Isa::avx512:
+      return __builtin_cpu_supports("avx512bw");
 #endif
+    default:
+      return false;
+  }
 }
 
 std::uint32_t fletcher32(std::span<const std::byte> data, Isa isa) noexcept {
   const auto* p = reinterpret_cast<const unsigned char*>(data.data());
+  const auto* end = p + data.size();
   FletcherSums sums;
-  std::size_t tail = data.size();
-  if constexpr (std::endian::native == std::endian::little) {  // the lanes load little-endian
-    tail %= kFletcherBlockBytes;
-    const std::size_t nblocks = data.size() / kFletcherBlockBytes;
-#ifdef QUIVER_FLETCHER_AVX2
-    if (isa == Isa::avx2)
-      p = fletcher_blocks_avx2(p, nblocks, sums);
-    else
+  if constexpr (std::endian::native == std::endian::little) {  // the kernels load little-endian
+    switch (isa) {
+#ifdef QUIVER_FLETCHER_X86
+      case Isa::avx2:
+        p = fletcher_blocks_avx2(p, data.size(), sums);
+        break;
+      case Isa::avx512:
+        p = fletcher_blocks_avx512(p, data.size(), sums);
+        break;
 #endif
-      p = fletcher_blocks_baseline(p, nblocks, sums);
+      default:
+        p = fletcher_blocks_baseline(p, data.size(), sums);
+    }
   }
+  const auto tail = static_cast<std::size_t>(end - p);
   std::uint64_t s1 = sums.s1, s2 = sums.s2, any = sums.any;
   for (std::size_t words = tail / 2; words > 0; --words, p += 2) {
     std::uint32_t w = (std::uint32_t{p[0]} << 8) | p[1];
@@ -257,7 +351,9 @@ std::uint32_t fletcher32(std::span<const std::byte> data, Isa isa) noexcept {
 }
 
 std::uint32_t fletcher32(std::span<const std::byte> data) noexcept {
-  static const Isa best = fletcher32_supports(Isa::avx2) ? Isa::avx2 : Isa::baseline;
+  static const Isa best = fletcher32_supports(Isa::avx512) ? Isa::avx512
+                          : fletcher32_supports(Isa::avx2) ? Isa::avx2
+                                                           : Isa::baseline;
   return fletcher32(data, best);
 }
 

@@ -14,8 +14,8 @@
 
 namespace quiver::h5 {
 
-/// Instruction sets fletcher32 has a kernel for.
-enum class Isa { baseline, avx2 };
+/// Instruction sets fletcher32 has a kernel for (avx512: AVX-512BW).
+enum class Isa { baseline, avx2, avx512 };
 
 /// Whether this machine (and build) runs the given fletcher32 kernel; baseline needs a
 /// little-endian machine, without which fletcher32 goes word by word.
