@@ -95,7 +95,8 @@ TEST(Fletcher32, EveryKernelMatchesHdf5WhereTheSumsAreMultiplesOf65535) {
 class ChunkFile : public ::testing::Test {
  protected:
   // A dataset of shape, chunked by rows of chunk_rows, with fletcher32 when checksum.
-  Handle create(const Shape& shape, hsize_t chunk_rows, bool checksum = true) {
+  Handle create(const Shape& shape, hsize_t chunk_rows, bool checksum = true,
+                const char* name = "a") {
     std::vector<hsize_t> dims(shape.begin(), shape.end()), chunk = dims;
     chunk[0] = chunk_rows;
     auto space = own(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr),
@@ -105,7 +106,7 @@ class ChunkFile : public ::testing::Test {
           site);
     if (checksum) check(H5Pset_fletcher32(dcpl.id()), "H5Pset_fletcher32", site);
     return own(
-        H5Dcreate2(file.id(), "a", H5T_STD_U16LE, space.id(), H5P_DEFAULT, dcpl.id(), H5P_DEFAULT),
+        H5Dcreate2(file.id(), name, H5T_STD_U16LE, space.id(), H5P_DEFAULT, dcpl.id(), H5P_DEFAULT),
         "H5Dcreate2", site);
   }
 
@@ -150,6 +151,30 @@ TEST_F(ChunkFile, ManyChunksRoundTripWhileASecondThreadChecksums) {
   EXPECT_EQ(back, data);
   check(H5Dread(ds.id(), H5T_STD_U16LE, H5S_ALL, H5S_ALL, H5P_DEFAULT, back.data()), "H5Dread",
         site);
+  EXPECT_EQ(back, data);
+}
+
+TEST_F(ChunkFile, ChunksOfAMebibyteOrMoreStartOnAPageOfTheFile) {
+  // Four chunks of 1 MiB (each stored with its 4-byte checksum, so that without alignment
+  // every chunk after the first would start 4 bytes further into a page), and a small
+  // dataset before them so that the first does not start on a page by chance either.
+  auto small = create({10}, 10, true, "small");
+  const hsize_t rows = kAlignThreshold / 2;
+  const Shape shape{3 * rows + 7};
+  auto data = random_bytes(shape[0] * 2, 11);
+  auto ds = create(shape, rows);
+  ASSERT_TRUE(write_checksummed_chunks(ds.id(), shape, 2, data.data(), site));
+  for (hsize_t k = 0; k < 4; ++k) {
+    hsize_t offset[1] = {k * rows}, size = 0;
+    haddr_t addr = 0;
+    unsigned mask = 0;
+    check(H5Dget_chunk_info_by_coord(ds.id(), offset, &mask, &addr, &size),
+          "H5Dget_chunk_info_by_coord", site);
+    EXPECT_EQ(size, kAlignThreshold + 4) << "chunk " << k;
+    EXPECT_EQ(addr % kAlignment, 0u) << "chunk " << k << " at " << addr;
+  }
+  std::vector<std::byte> back(data.size());
+  ASSERT_TRUE(read_checksummed_chunks(ds.id(), shape, 2, back.data(), site));
   EXPECT_EQ(back, data);
 }
 

@@ -81,7 +81,12 @@ class Handle {
 /// Wraps the identifier returned by call; throws as check() does when it is negative.
 Handle own(hid_t id, std::string_view call, const Site& site);
 
-/// Creates (truncating) a file with checksummed metadata (v1.8 object headers).
+/// Blocks of the file (array chunks) of kAlignThreshold bytes or more start at multiples of
+/// kAlignment.
+inline constexpr hsize_t kAlignThreshold = hsize_t{1} << 20, kAlignment = 4096;
+
+/// Creates (truncating) a file with checksummed metadata (v1.8 object headers) whose blocks of
+/// kAlignThreshold bytes or more are aligned to kAlignment.
 Handle create_file(const std::string& path, const Site& site);
 /// Opens a file read-only; throws the Site's error when it is not a readable HDF5 file.
 Handle open_file(const std::string& path, const Site& site);
