@@ -191,11 +191,13 @@ TEST_F(ChunkFile, OtherLayoutsAreLeftToHdf5) {
 // error reading the dataset back reports, or "" when it reports none.
 class CorruptChunkFile : public ChunkFile {
  protected:
-  std::string read_with_corrupt_chunks(std::uint64_t chunks, std::vector<std::uint64_t> corrupt) {
-    const Shape shape{chunks * 100};
-    std::vector<std::byte> data(chunks * 200, std::byte{0x11});
+  std::string read_with_corrupt_chunks(std::uint64_t chunks, std::vector<std::uint64_t> corrupt,
+                                       std::uint64_t rows = 100, std::size_t byte = 10) {
+    const Shape shape{chunks * rows};
+    const std::size_t chunk_bytes = rows * 2;
+    std::vector<std::byte> data(chunks * chunk_bytes, std::byte{0x11});
     {
-      auto ds = create(shape, 100);
+      auto ds = create(shape, rows);
       EXPECT_TRUE(write_checksummed_chunks(ds.id(), shape, 2, data.data(), site));
     }
     close(file, site);
@@ -205,12 +207,12 @@ class CorruptChunkFile : public ChunkFile {
       const std::string content = read.str();
       std::fstream f(site.path, std::ios::in | std::ios::out | std::ios::binary);
       std::size_t at = 0;
-      for (std::uint64_t k = 0; k < chunks; ++k, at += 200) {
-        at = content.find(std::string(200, '\x11'), at);
+      for (std::uint64_t k = 0; k < chunks; ++k, at += chunk_bytes) {
+        at = content.find(std::string(chunk_bytes, '\x11'), at);
         EXPECT_NE(at, std::string::npos) << "chunk " << k << " not found";
         if (at == std::string::npos) return "";
         if (std::find(corrupt.begin(), corrupt.end(), k) == corrupt.end()) continue;
-        f.seekp(static_cast<std::streamoff>(at + 10));
+        f.seekp(static_cast<std::streamoff>(at + byte));
         f.put('\x13');
       }
     }
@@ -231,12 +233,24 @@ TEST_F(CorruptChunkFile, ACorruptChunkIsReportedWithItsPosition) {
 }
 
 TEST_F(CorruptChunkFile, TheFirstOfSeveralCorruptChunksIsReported) {
-  // Verified on two threads: the lowest failing chunk still wins.
   EXPECT_THAT(read_with_corrupt_chunks(40, {7, 38, 39}), HasSubstr("chunk 7 (rows from 700)"));
+}
+
+TEST_F(CorruptChunkFile, TheFirstOfSeveralCorruptChunksIsReportedWhenTwoThreadsRead) {
+  // 20 MiB in chunks of 1 MiB: two threads take the chunks in turn.
+  EXPECT_THAT(read_with_corrupt_chunks(20, {7, 15, 19}, 512 * 1024, 100),
+              HasSubstr("chunk 7 (rows from 3670016)"));
 }
 
 TEST_F(CorruptChunkFile, ACorruptLastChunkIsReported) {
   EXPECT_THAT(read_with_corrupt_chunks(5, {4}), HasSubstr("chunk 4 (rows from 400)"));
+}
+
+TEST_F(CorruptChunkFile, AByteCorruptInTheLastPieceOfALargeChunkIsFound) {
+  // Chunks of 600,000 bytes are read and summed in pieces of 256 KiB; the byte changed lies in
+  // the third piece of the second chunk.
+  EXPECT_THAT(read_with_corrupt_chunks(3, {1}, 300'000, 590'000),
+              HasSubstr("chunk 1 (rows from 300000)"));
 }
 
 }  // namespace

@@ -1,5 +1,9 @@
+#include <sys/uio.h>
+
 #include <algorithm>
+#include <atomic>
 #include <bit>
+#include <cerrno>
 #include <condition_variable>
 #include <cstring>
 #include <exception>
@@ -63,17 +67,16 @@ std::uint32_t get_le32(const std::byte* p) {
 }
 
 // HDF5 also accepts the checksum of files written by versions that swapped its byte pairs.
-bool checksum_matches(std::span<const std::byte> chunk, std::uint32_t stored) {
-  std::uint32_t sum = fletcher32(chunk);
+bool checksum_matches(std::uint32_t sum, std::uint32_t stored) {
   std::uint32_t swapped = ((sum & 0x00ff00ffu) << 8) | ((sum >> 8) & 0x00ff00ffu);
   return stored == sum || stored == swapped;
 }
 
 // Runs step(0), step(1), ... step(count - 1) on a second thread, in order, each once the
-// caller has allowed it, so that checksumming one chunk overlaps HDF5's I/O of another (the
-// HDF5 calls stay on the caller's thread, which holds the HDF5 lock); finish() lets the caller
-// take a share of the steps left. The exception of the lowest failed step is kept and rethrown
-// to the caller; destruction stops the thread and joins it.
+// caller has allowed it, so that preparing one chunk overlaps HDF5's write of another (the
+// HDF5 calls stay on the caller's thread, which holds the HDF5 lock). The first failed step
+// ends the run; its exception is rethrown to the caller. Destruction stops the thread and
+// joins it.
 class Pipeline {
  public:
   Pipeline(std::uint64_t count, std::function<void(std::uint64_t)> step)
@@ -90,27 +93,10 @@ class Pipeline {
     changed_.notify_all();
   }
 
-  /// Waits until the steps below n are done (before finish() only); rethrows a failure.
+  /// Waits until the steps below n are done; rethrows a failure.
   void wait(std::uint64_t n) {
     std::unique_lock lock(mutex_);
     changed_.wait(lock, [&] { return completed_ >= n || error_; });
-    if (error_) std::rethrow_exception(error_);
-  }
-
-  /// Rethrows the exception of a failed step, if any, without waiting.
-  void rethrow_if_failed() {
-    std::lock_guard lock(mutex_);
-    if (error_) std::rethrow_exception(error_);
-  }
-
-  /// Allows every step, runs steps not yet taken on this thread too, and waits until all are
-  /// done; rethrows the exception of the lowest failed step.
-  void finish() {
-    std::unique_lock lock(mutex_);
-    allowed_ = count_;
-    changed_.notify_all();
-    while (next_ < count_ && !error_) run_next(lock);
-    changed_.wait(lock, [&] { return completed_ == next_; });
     if (error_) std::rethrow_exception(error_);
   }
 
@@ -134,10 +120,7 @@ class Pipeline {
       error = std::current_exception();
     }
     lock.lock();
-    if (error && (!error_ || i < error_step_)) {
-      error_ = error;
-      error_step_ = i;
-    }
+    if (error) error_ = error;
     ++completed_;
     changed_.notify_all();
   }
@@ -149,9 +132,8 @@ class Pipeline {
   std::uint64_t allowed_ = 0;    // steps below this may run
   std::uint64_t next_ = 0;       // steps below this have been taken
   std::uint64_t completed_ = 0;  // how many taken steps have ended
-  std::exception_ptr error_;     // of the lowest failed step so far
-  std::uint64_t error_step_ = 0;
-  std::jthread thread_;  // last: stopped and joined before the members above go
+  std::exception_ptr error_;     // of the failed step, if any
+  std::jthread thread_;          // last: stopped and joined before the members above go
 };
 
 }  // namespace
@@ -310,10 +292,13 @@ bool fletcher32_supports(Isa isa) noexcept {
   }
 }
 
-std::uint32_t fletcher32(std::span<const std::byte> data, Isa isa) noexcept {
+namespace {
+
+// Adds data to sums, continuing the words so far: whole blocks with the kernel for isa, the
+// rest word by word. Every piece but the last must have an even length.
+void fletcher_add(FletcherSums& sums, std::span<const std::byte> data, Isa isa) noexcept {
   const auto* p = reinterpret_cast<const unsigned char*>(data.data());
   const auto* end = p + data.size();
-  FletcherSums sums;
   if constexpr (std::endian::native == std::endian::little) {  // the kernels load little-endian
     switch (isa) {
 #ifdef QUIVER_FLETCHER_X86
@@ -328,33 +313,47 @@ std::uint32_t fletcher32(std::span<const std::byte> data, Isa isa) noexcept {
         p = fletcher_blocks_baseline(p, data.size(), sums);
     }
   }
-  const auto tail = static_cast<std::size_t>(end - p);
-  std::uint64_t s1 = sums.s1, s2 = sums.s2, any = sums.any;
-  for (std::size_t words = tail / 2; words > 0; --words, p += 2) {
-    std::uint32_t w = (std::uint32_t{p[0]} << 8) | p[1];
-    s1 = (s1 + w) % 65535;
-    s2 = (s2 + s1) % 65535;
-    any |= w;
+  for (; end - p >= 2; p += 2) {
+    const std::uint32_t w = (std::uint32_t{p[0]} << 8) | p[1];
+    sums.s1 = (sums.s1 + w) % 65535;
+    sums.s2 = (sums.s2 + sums.s1) % 65535;
+    sums.any |= w;
   }
-  if (tail % 2) {
-    std::uint32_t w = std::uint32_t{p[0]} << 8;
-    s1 = (s1 + w) % 65535;
-    s2 = (s2 + s1) % 65535;
-    any |= w;
+  if (p != end) {  // an odd last byte is the high byte of a word
+    const std::uint32_t w = std::uint32_t{p[0]} << 8;
+    sums.s1 = (sums.s1 + w) % 65535;
+    sums.s2 = (sums.s2 + sums.s1) % 65535;
+    sums.any |= w;
   }
-  // HDF5 reduces modulo 65535 with end-around carries, which never turns a non-zero sum into
-  // 0: its result is the sum mod 65535, written 0xffff rather than 0 unless every word is zero.
-  if (any == 0) return 0;
-  if (s1 == 0) s1 = 65535;
-  if (s2 == 0) s2 = 65535;
+}
+
+// The checksum of the words summed: HDF5 reduces modulo 65535 with end-around carries, which
+// never turns a non-zero sum into 0: its result is the sum mod 65535, written 0xffff rather
+// than 0 unless every word is zero.
+std::uint32_t fletcher_value(const FletcherSums& sums) noexcept {
+  if (sums.any == 0) return 0;
+  const std::uint64_t s1 = sums.s1 == 0 ? 65535 : sums.s1, s2 = sums.s2 == 0 ? 65535 : sums.s2;
   return static_cast<std::uint32_t>((s2 << 16) | s1);
 }
 
-std::uint32_t fletcher32(std::span<const std::byte> data) noexcept {
+// The fastest kernel this machine runs.
+Isa fletcher32_best() noexcept {
   static const Isa best = fletcher32_supports(Isa::avx512) ? Isa::avx512
                           : fletcher32_supports(Isa::avx2) ? Isa::avx2
                                                            : Isa::baseline;
-  return fletcher32(data, best);
+  return best;
+}
+
+}  // namespace
+
+std::uint32_t fletcher32(std::span<const std::byte> data, Isa isa) noexcept {
+  FletcherSums sums;
+  fletcher_add(sums, data, isa);
+  return fletcher_value(sums);
+}
+
+std::uint32_t fletcher32(std::span<const std::byte> data) noexcept {
+  return fletcher32(data, fletcher32_best());
 }
 
 bool write_checksummed_chunks(hid_t ds, const Shape& shape, std::size_t esize,
@@ -400,63 +399,141 @@ bool write_checksummed_chunks(hid_t ds, const Shape& shape, std::size_t esize,
   return true;
 }
 
+#if H5_VERSION_GE(1, 12, 0) || (H5_VERS_MAJOR == 1 && H5_VERS_MINOR == 10 && H5_VERS_RELEASE >= 5)
+#define QUIVER_H5_HAVE_CHUNK_INFO 1
+#endif
+
+namespace {
+
+// Bytes read per pread: small enough to stay in a core's L2 cache until they are checksummed
+// (right after), a multiple of every kernel's block so that the sums carry from piece to
+// piece.
+constexpr std::size_t kReadPieceBytes = std::size_t{256} << 10;
+static_assert(kReadPieceBytes % kFletcherBlockBytes == 0);
+
+// The descriptor of a file opened with HDF5's default (sec2) driver, which quiver uses; -1 for
+// any other driver.
+int sec2_descriptor(hid_t obj, const Site& site) {
+  Handle file = own(H5Iget_file_id(obj), "H5Iget_file_id", site);
+  Handle fapl = own(H5Fget_access_plist(file.id()), "H5Fget_access_plist", site);
+  if (H5Pget_driver(fapl.id()) != H5FD_SEC2) return -1;
+  void* handle = nullptr;
+  check(H5Fget_vfd_handle(file.id(), fapl.id(), &handle), "H5Fget_vfd_handle", site);
+  return handle ? *static_cast<int*>(handle) : -1;
+}
+
+// Reads n bytes at offset of fd into out, then n_more into more (both whole, or the chunk is
+// cut short: the Site's error).
+void read_exactly(int fd, std::uint64_t offset, std::byte* out, std::size_t n, std::byte* more,
+                  std::size_t n_more, std::uint64_t chunk, const Site& site) {
+  iovec iov[2] = {{out, n}, {more, n_more}};
+  iovec* at = iov;
+  int count = n_more > 0 ? 2 : 1;
+  while (count > 0) {
+    ssize_t got = ::preadv(fd, at, count, static_cast<off_t>(offset));
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0)
+      reject("array chunk " + std::to_string(chunk) + " cannot be read: " + std::strerror(errno),
+             site);
+    if (got == 0) reject("array chunk " + std::to_string(chunk) + " is cut short", site);
+    offset += static_cast<std::uint64_t>(got);
+    auto left = static_cast<std::size_t>(got);
+    for (; count > 0 && left >= at->iov_len; --count, ++at) left -= at->iov_len;
+    if (count > 0) {
+      at->iov_base = static_cast<std::byte*>(at->iov_base) + left;
+      at->iov_len -= left;
+    }
+  }
+}
+
+// Below this many bytes an array is read on the caller's thread alone.
+constexpr std::uint64_t kParallelReadBytes = std::uint64_t{16} << 20;
+
+// Runs step(0) ... step(count - 1), each once, on `threads` threads (the caller's and
+// threads - 1 more) that take the next step in turn. When steps fail, no step after the
+// lowest failed one is started, and that one's exception is rethrown.
+void each_lowest_error_first(std::uint64_t count, unsigned threads,
+                             const std::function<void(std::uint64_t)>& step) {
+  std::atomic<std::uint64_t> next{0};
+  std::atomic<std::uint64_t> lowest_failed{count};
+  std::mutex mutex;
+  std::exception_ptr error;
+  auto work = [&] {
+    for (std::uint64_t k = next++; k < lowest_failed.load(); k = next++) {
+      try {
+        step(k);
+      } catch (...) {
+        std::lock_guard lock(mutex);
+        if (k < lowest_failed.load()) {
+          lowest_failed = k;
+          error = std::current_exception();
+        }
+      }
+    }
+  };
+  {
+    std::vector<std::jthread> helpers;
+    for (unsigned t = 1; t < threads && t < count; ++t) helpers.emplace_back(work);
+    work();
+  }
+  if (error) std::rethrow_exception(error);
+}
+
+}  // namespace
+
 bool read_checksummed_chunks(hid_t ds, const Shape& shape, std::size_t esize, std::byte* data,
                              const Site& site) {
+#ifndef QUIVER_H5_HAVE_CHUNK_INFO
+  (void)ds, (void)shape, (void)esize, (void)data, (void)site;
+  return false;
+#else
   auto layout = row_chunks(ds, shape, esize, site);
   if (!layout) return false;
+  const int fd = sec2_descriptor(ds, site);
+  if (fd < 0) return false;
   const std::uint64_t total = shape_elements(shape) * esize;
-  const std::uint64_t stored_bytes = layout->chunk_bytes + kChecksumBytes;
-  std::vector<hsize_t> offset(shape.size(), 0);
+  const std::uint64_t chunk_bytes = layout->chunk_bytes;
   // Every chunk must be stored whole and filtered, or HDF5's own path has to read it.
+  std::vector<haddr_t> address(layout->count);
+  std::vector<hsize_t> offset(shape.size(), 0);
   for (std::uint64_t k = 0; k < layout->count; ++k) {
     offset[0] = k * layout->dims[0];
+    unsigned filters = 0;
     hsize_t size = 0;
-    if (H5Dget_chunk_storage_size(ds, offset.data(), &size) < 0 || size != stored_bytes)
+    if (H5Dget_chunk_info_by_coord(ds, offset.data(), &filters, &address[k], &size) < 0 ||
+        filters != 0 || size != chunk_bytes + kChecksumBytes || address[k] == HADDR_UNDEF)
       return false;
   }
-  // This thread reads chunk after chunk; a second one verifies each chunk read so far. The
-  // stored checksums are kept aside, as a chunk read in place has its checksum overwritten by
-  // the next chunk.
-  std::vector<std::uint32_t> stored(layout->count);
-  // A chunk lands straight in the array when the array has room for its checksum too: the 4
-  // bytes spill into the next chunk's place, which the next read overwrites. The last chunks
-  // (any within 4 bytes of the end) go through a spare buffer and are verified here.
-  auto in_place = [&](std::uint64_t k) { return total - k * layout->chunk_bytes >= stored_bytes; };
-  auto verify = [&](std::uint64_t k, const std::byte* chunk) {
-    if (!checksum_matches(std::span(chunk, layout->chunk_bytes), stored[k]))
+  // Each chunk is read piece after piece, straight into the array, and each piece is
+  // checksummed while it is still in the cache. The last chunk, which is stored whole but may
+  // hold fewer rows than the array has left, goes through a spare buffer.
+  const Isa isa = fletcher32_best();
+  auto read_chunk = [&](std::uint64_t k) {
+    const std::uint64_t start = k * chunk_bytes;
+    const bool whole = total - start >= chunk_bytes;
+    std::vector<std::byte> spare(whole ? 0 : chunk_bytes);
+    std::byte* dst = whole ? data + start : spare.data();
+    FletcherSums sums;
+    std::byte stored[kChecksumBytes];
+    for (std::uint64_t at = 0; at < chunk_bytes; at += kReadPieceBytes) {
+      const auto n =
+          static_cast<std::size_t>(std::min<std::uint64_t>(kReadPieceBytes, chunk_bytes - at));
+      const bool last = at + n == chunk_bytes;
+      read_exactly(fd, address[k] + at, dst + at, n, stored, last ? kChecksumBytes : 0, k, site);
+      fletcher_add(sums, std::span(dst + at, n), isa);
+    }
+    if (!checksum_matches(fletcher_value(sums), get_le32(stored)))
       reject("array chunk " + std::to_string(k) + " (rows from " +
                  std::to_string(k * layout->dims[0]) + ") fails its fletcher32 checksum",
              site);
+    if (!whole) std::memcpy(data + start, dst, total - start);
   };
-  std::vector<std::byte> spare;
-  std::optional<Pipeline> verifier;
-  if (layout->count > 1)
-    verifier.emplace(layout->count, [&](std::uint64_t k) {
-      if (in_place(k)) verify(k, data + k * layout->chunk_bytes);
-    });
-  for (std::uint64_t k = 0; k < layout->count; ++k) {
-    if (verifier) verifier->rethrow_if_failed();  // stop at the first corrupt chunk
-    const std::uint64_t start = k * layout->chunk_bytes;
-    if (!in_place(k) && spare.empty()) spare.resize(stored_bytes);
-    std::byte* dst = in_place(k) ? data + start : spare.data();
-    offset[0] = k * layout->dims[0];
-    std::uint32_t filters = 0;
-    check(H5Dread_chunk(ds, H5P_DEFAULT, offset.data(), &filters, dst), "H5Dread_chunk", site);
-    // Chunks before k are reported first: they are verified (and fail) before chunk k.
-    if (verifier && (filters != 0 || !in_place(k))) verifier->wait(k);
-    if (filters != 0)
-      reject("array chunk " + std::to_string(k) + " is stored with its filters skipped", site);
-    stored[k] = get_le32(dst + layout->chunk_bytes);
-    if (!in_place(k)) {
-      verify(k, dst);
-      std::memcpy(data + start, dst, std::min(layout->chunk_bytes, total - start));
-    } else if (!verifier) {
-      verify(k, dst);
-    }
-    if (verifier) verifier->allow(k + 1);
-  }
-  if (verifier) verifier->finish();  // this thread verifies its share of what is left
+  // Two threads take chunks in turn (without HDF5: the addresses are known), so that a free
+  // core shares the copying and the checksums; on a busy machine the second one merely
+  // waits its turn. An array of a few chunks is read on this thread alone.
+  each_lowest_error_first(layout->count, total >= kParallelReadBytes ? 2 : 1, read_chunk);
   return true;
+#endif
 }
 
 }  // namespace quiver::h5
