@@ -22,6 +22,7 @@
 #include <quiver/core/call.hpp>
 #include <quiver/core/errors.hpp>
 #include <quiver/core/fd.hpp>
+#include <quiver/store/h5_chunks.hpp>
 #include <quiver/store/hdf5_store.hpp>
 #include <string>
 #include <vector>
@@ -262,6 +263,39 @@ void measure(const fs::path& dir, std::uint64_t nbytes, std::vector<Variant> var
   }
 }
 
+/// fletcher32 with every kernel this machine runs, over a piece the size the store reads and
+/// checksums at a time (256 KiB, in the cache), against memcpy() of that piece.
+void measure_checksum(std::uint64_t reps, std::vector<qb::Row>& rows) {
+  constexpr std::size_t kPiece = std::size_t{256} << 10, kRounds = 4096;  // 1 GiB in all
+  std::vector<std::byte> piece(kPiece), copy(kPiece);
+  for (std::size_t i = 0; i < kPiece; ++i) piece[i] = static_cast<std::byte>(i * 2654435761u >> 13);
+  std::uint32_t sink = 0;
+  const auto h5_isa = [](int i) { return static_cast<quiver::h5::Isa>(i); };
+  qb::Samples floor;
+  std::vector<qb::Samples> kernels(3);
+  for (std::uint64_t r = 0; r < reps; ++r) {
+    floor.add(qb::time_once([&] {
+      for (std::size_t k = 0; k < kRounds; ++k) {
+        std::memcpy(copy.data(), piece.data(), kPiece);
+        sink += std::to_integer<std::uint32_t>(copy[k % kPiece]);
+      }
+    }));
+    for (int i = 0; i < 3; ++i)
+      if (quiver::h5::fletcher32_supports(h5_isa(i)))
+        kernels[i].add(qb::time_once([&] {
+          for (std::size_t k = 0; k < kRounds; ++k)
+            sink += quiver::h5::fletcher32(piece, h5_isa(i));
+        }));
+  }
+  const char* names[] = {"baseline", "AVX2", "AVX-512BW"};
+  for (int i = 0; i < 3; ++i)
+    if (quiver::h5::fletcher32_supports(h5_isa(i)))
+      rows.push_back(qb::throughput_row(
+          std::string("fletcher32, ") + names[i] + " kernel, 256 KiB in cache, vs memcpy() of it",
+          kPiece * kRounds, kernels[i].median(), floor.median()));
+  if (sink == 1) std::cerr << "";  // keeps the work
+}
+
 int run(int argc, char** argv) {
   qb::Flags flags(argc, argv, kUsage);
   const std::uint64_t bytes = flags.size("--bytes", "QUIVER_BENCH_BYTES", 1u << 30);
@@ -315,6 +349,7 @@ int run(int argc, char** argv) {
   else
     groups.push_back({whole(gzip_bytes), {gzip}});
   std::vector<qb::Row> rows;
+  measure_checksum(settings.reps, rows);
   for (const auto& [nbytes, variants] : groups) {
     qb::ScratchDir scratch(dir, "quiver-bench-io");
     measure(scratch.path(), nbytes, variants, settings, rows);
