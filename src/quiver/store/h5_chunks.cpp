@@ -227,52 +227,39 @@ std::uint64_t any_bit(const V& v) {
   return any;
 }
 
-[[gnu::target("avx2")]] const unsigned char* fletcher_blocks_avx2(const unsigned char* p,
-                                                                  std::size_t nbytes,
-                                                                  FletcherSums& sums) {
-  constexpr std::size_t kBytes = 32;
-  const __m256i flip = _mm256_set1_epi16(std::int16_t{-32768}), ones = _mm256_set1_epi16(1);
-  const __m256i place = _mm256_setr_epi16(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  __m256i any = _mm256_setzero_si256();
-  for (std::size_t nblocks = nbytes / (kMaddSteps * kBytes); nblocks > 0; --nblocks) {
-    __m256i a = _mm256_setzero_si256(), b = a, c = a;
-    for (std::size_t k = 0; k < kMaddSteps; ++k, p += kBytes) {
-      const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-      any = _mm256_or_si256(any, x);
-      const __m256i u = _mm256_xor_si256(x, flip);
-      a = _mm256_add_epi32(a, _mm256_madd_epi16(u, ones));
-      b = _mm256_add_epi32(b, a);
-      c = _mm256_add_epi32(c, _mm256_madd_epi16(u, place));
-    }
-    add_madd_block(sums, kBytes / 2, lane_sum(a), lane_sum(b), lane_sum(c));
-  }
-  sums.any |= any_bit(any);
-  return p;
-}
+// Each word's place within a step, for the C lanes.
+alignas(64) constexpr std::int16_t kPlaces[32] = {0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10,
+                                                  11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21,
+                                                  22, 23, 24, 25, 26, 27, 28, 29, 30, 31};
 
-[[gnu::target("avx512bw")]] const unsigned char* fletcher_blocks_avx512(const unsigned char* p,
-                                                                        std::size_t nbytes,
-                                                                        FletcherSums& sums) {
-  constexpr std::size_t kBytes = 64;
-  const __m512i flip = _mm512_set1_epi16(std::int16_t{-32768}), ones = _mm512_set1_epi16(1);
-  const __m512i place = _mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17,
-                                         16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-  __m512i any = _mm512_setzero_si512();
-  for (std::size_t nblocks = nbytes / (kMaddSteps * kBytes); nblocks > 0; --nblocks) {
-    __m512i a = _mm512_setzero_si512(), b = a, c = a;
-    for (std::size_t k = 0; k < kMaddSteps; ++k, p += kBytes) {
-      const __m512i x = _mm512_loadu_si512(p);
-      any = _mm512_or_si512(any, x);
-      const __m512i u = _mm512_xor_si512(x, flip);
-      a = _mm512_add_epi32(a, _mm512_madd_epi16(u, ones));
-      b = _mm512_add_epi32(b, a);
-      c = _mm512_add_epi32(c, _mm512_madd_epi16(u, place));
-    }
-    add_madd_block(sums, kBytes / 2, lane_sum(a), lane_sum(b), lane_sum(c));
+// The multiply-add kernel, written once for vectors V of W bytes: PFX names the intrinsics
+// (_mm256, _mm512) and SI their integer-vector suffix (si256, si512). NAME adds the whole
+// blocks among the nbytes at p to sums and returns the end of the last block.
+#define QUIVER_FLETCHER_MADD_KERNEL(NAME, TARGET, V, W, PFX, SI)                                \
+  [[gnu::target(TARGET)]] const unsigned char* NAME(const unsigned char* p, std::size_t nbytes, \
+                                                    FletcherSums& sums) {                       \
+    const V flip = PFX##_set1_epi16(std::int16_t{-32768}), ones = PFX##_set1_epi16(1);          \
+    const V place = PFX##_loadu_##SI(reinterpret_cast<const V*>(kPlaces));                      \
+    V any = PFX##_setzero_##SI();                                                               \
+    for (std::size_t nblocks = nbytes / (kMaddSteps * (W)); nblocks > 0; --nblocks) {           \
+      V a = PFX##_setzero_##SI(), b = a, c = a;                                                 \
+      for (std::size_t k = 0; k < kMaddSteps; ++k, p += (W)) {                                  \
+        const V x = PFX##_loadu_##SI(reinterpret_cast<const V*>(p));                            \
+        any = PFX##_or_##SI(any, x);                                                            \
+        const V u = PFX##_xor_##SI(x, flip);                                                    \
+        a = PFX##_add_epi32(a, PFX##_madd_epi16(u, ones));                                      \
+        b = PFX##_add_epi32(b, a);                                                              \
+        c = PFX##_add_epi32(c, PFX##_madd_epi16(u, place));                                     \
+      }                                                                                         \
+      add_madd_block(sums, (W) / 2, lane_sum(a), lane_sum(b), lane_sum(c));                     \
+    }                                                                                           \
+    sums.any |= any_bit(any);                                                                   \
+    return p;                                                                                   \
   }
-  sums.any |= any_bit(any);
-  return p;
-}
+
+QUIVER_FLETCHER_MADD_KERNEL(fletcher_blocks_avx2, "avx2", __m256i, 32, _mm256, si256)
+QUIVER_FLETCHER_MADD_KERNEL(fletcher_blocks_avx512, "avx512bw", __m512i, 64, _mm512, si512)
+#undef QUIVER_FLETCHER_MADD_KERNEL
 #endif
 
 }  // namespace
@@ -406,8 +393,8 @@ bool write_checksummed_chunks(hid_t ds, const Shape& shape, std::size_t esize,
 namespace {
 
 // Bytes read per pread: small enough to stay in a core's L2 cache until they are checksummed
-// (right after), a multiple of every kernel's block so that the sums carry from piece to
-// piece.
+// (right after), and a multiple of every kernel's block, so that only a chunk's last piece
+// leaves words to the word-by-word loop.
 constexpr std::size_t kReadPieceBytes = std::size_t{256} << 10;
 static_assert(kReadPieceBytes % kFletcherBlockBytes == 0);
 
