@@ -8,7 +8,7 @@
 set -euo pipefail
 mode=${1:-test}
 
-build_pkgs=(cmake g++ make pkg-config
+build_pkgs=(cmake g++ make ninja-build pkg-config
   libboost-program-options-dev libboost-serialization-dev
   libhdf5-dev libssl-dev libtomlplusplus-dev libspdlog-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev

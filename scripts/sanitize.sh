@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The sanitizer and fuzzing step of the test suite (docs/reliability.md), in build
 # directories of their own beside the sources, compiled at -O1 -g1 (quick to build, still
-# fast enough to run, stacks with file:line):
+# fast enough to run, stacks with file:line), the library and the CLI as unity builds:
 #   asan  build-san: clang-14, -DQUIVER_SANITIZE=address,undefined,fuzzer-no-link; every
 #         unit and integration test and the fuzz corpus replays, halting on the first
 #         report, leaks included.
@@ -31,11 +31,14 @@ export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:suppressions=$supp/ubsa
 export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$supp/tsan.supp"
 
 configure() {  # configure DIR extra-args...
-  local dir=$1
+  local dir=$1 gen=()
   shift
-  cmake -S "$here" -B "$dir" -DCMAKE_BUILD_TYPE=None -DCMAKE_C_FLAGS="-O1 -g1" \
-    -DCMAKE_CXX_FLAGS="-O1 -g1" -DQUIVER_WERROR=ON -DQUIVER_BUILD_BENCH=OFF \
-    -DQUIVER_BUILD_DEMO=OFF -DQUIVER_MPI=OFF "$@" >/dev/null
+  # Ninja for a new directory, as in scripts/build.sh. With Make, the targets named to one
+  # `cmake --build --target a b ...` are built one after another (each test program on one core).
+  [ ! -f "$dir/CMakeCache.txt" ] && command -v ninja >/dev/null && gen=(-G Ninja)
+  cmake -S "$here" -B "$dir" "${gen[@]}" -DCMAKE_BUILD_TYPE=None -DCMAKE_C_FLAGS="-O1 -g1" \
+    -DCMAKE_CXX_FLAGS="-O1 -g1" -DQUIVER_WERROR=ON -DQUIVER_UNITY_BUILD=ON \
+    -DQUIVER_BUILD_BENCH=OFF -DQUIVER_BUILD_DEMO=OFF -DQUIVER_MPI=OFF "$@" >/dev/null
 }
 
 # The clang build shared by asan and fuzz: ASan+UBSan everywhere, plus libFuzzer's coverage
@@ -86,13 +89,13 @@ asan() {
 }
 
 # The tests that exercise threads against one another, as ctest -R patterns.
-tsan_tests='^unit\.(MemoryCache|RemoteServer|WireFrameReader|Hdf5StoreTest\.Concurrent)|^integration\.(Remote|StoreConcurrency)'
+tsan_tests='^unit\.(MemoryCache|RemoteServer|WireFrameReader|Hdf5StoreTest\.Concurrent|(Corrupt)?ChunkFile)|^integration\.(Remote|StoreConcurrency)'
 
 tsan() {
   local b=$out/build-tsan
   configure "$b" -DQUIVER_SANITIZE=thread || return
   local targets=(quiver_cli unit_memory_cache_test unit_remote_server_test unit_wire_frame_test
-    unit_hdf5_store_test integration_store_concurrency_test)
+    unit_hdf5_store_test unit_h5_chunks_test integration_store_concurrency_test)
   for p in $(programs integration); do
     case $p in integration_remote_*) targets+=("$p") ;; esac
   done

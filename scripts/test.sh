@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what is missing, builds with warnings as errors, and runs
-# every test (unit, integration) through CTest.
+# The whole test suite: installs what is missing, builds with warnings as errors (libquiver and
+# the CLI as unity builds, which take less time from scratch), and runs every test (unit,
+# integration) through CTest.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=${QUIVER_TEST_BUILD:-$here/build-test}
 "$here/scripts/install-deps.sh" test
-"$here/scripts/build.sh" "$build"
+"$here/scripts/build.sh" "$build" -DQUIVER_UNITY_BUILD=ON
 cd "$build"
 ctest --output-on-failure -j"${QUIVER_JOBS:-2}" --timeout 600 "$@"
 

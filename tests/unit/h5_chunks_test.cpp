@@ -139,9 +139,8 @@ TEST_F(ChunkFile, Hdf5sFilteredWritesReadDirectly) {
 }
 
 TEST_F(ChunkFile, ManyChunksRoundTripWhileASecondThreadChecksums) {
-  // 1000 chunks: saving checksums on a second thread while this one writes, loading verifies
-  // there while this one reads. The last chunk is one element, 2 bytes: it and the chunk
-  // before it cannot be read in place (their checksums would spill past the array).
+  // 1000 chunks: saving checksums on a second thread while this one writes. The last chunk
+  // holds one element, 2 bytes, of its 100 rows: it is read through a spare buffer.
   const Shape shape{99'901};
   auto data = random_bytes(99'901 * 2, 10);
   auto ds = create(shape, 100);

@@ -150,7 +150,8 @@ Object object_from_json(const nlohmann::json& j, const std::string& path) {
   if (!j["blob"].is_string()) bad(path + ".blob", "blob must be a base64 string");
   if (j.contains("archive") && !j["archive"].is_string())
     bad(path + ".archive", "archive must be a string");
-  return Object{j["type"].get<std::string>(), j.value("archive", std::string("binary")),
+  return Object{j["type"].get<std::string>(),
+                j.contains("archive") ? j["archive"].get<std::string>() : std::string("binary"),
                 base64_at(j["blob"].get<std::string>(), path + ".blob")};
 }
 

@@ -8,7 +8,7 @@
 namespace quiver {
 
 namespace {
-constexpr std::string_view kWhere = "cache stack";
+constexpr std::string_view kStackWhere = "cache stack";
 
 /// Copies entries found in a deeper layer into the first one. A failure to copy is logged,
 /// not raised: the caller still gets the entry it asked for.
@@ -56,14 +56,14 @@ CacheStack::CacheStack(std::vector<std::unique_ptr<Cache>> layers)
 CacheStack::CacheStack(std::vector<std::unique_ptr<Cache>> layers, std::vector<bool> write_through)
     : layers_(std::move(layers)), write_through_(std::move(write_through)) {
   if (layers_.empty())
-    throw InvalidArgument("a stack needs at least one layer", std::string(kWhere));
+    throw InvalidArgument("a stack needs at least one layer", std::string(kStackWhere));
   for (const auto& layer : layers_)
-    if (!layer) throw InvalidArgument("a stack layer is null", std::string(kWhere));
+    if (!layer) throw InvalidArgument("a stack layer is null", std::string(kStackWhere));
   if (write_through_.empty()) write_through_.assign(layers_.size(), false);
   if (write_through_.size() != layers_.size())
     throw InvalidArgument("write_through has " + std::to_string(write_through_.size()) +
                               " flags for " + std::to_string(layers_.size()) + " layers",
-                          std::string(kWhere));
+                          std::string(kStackWhere));
   write_through_.front() = true;  // layer 0 always takes saves
 }
 
@@ -120,7 +120,7 @@ bool CacheStack::contains(const Digest& digest) {
 }
 
 Digest CacheStack::expand(std::string_view prefix) {
-  check_prefix(prefix, kWhere);
+  check_prefix(prefix, kStackWhere);
   std::set<Digest> found;
   for (const auto& layer : layers_) {
     try {
@@ -129,13 +129,14 @@ Digest CacheStack::expand(std::string_view prefix) {
     }
   }
   if (found.empty())
-    throw NotFound("no entry matches prefix '" + std::string(prefix) + "'", std::string(kWhere));
+    throw NotFound("no entry matches prefix '" + std::string(prefix) + "'",
+                   std::string(kStackWhere));
   if (found.size() > 1) {
     std::size_t common = 0;
     for (auto a = found.begin(); a != found.end(); ++a)
       for (auto b = std::next(a); b != found.end(); ++b)
         common = std::max(common, common_prefix_length(*a, *b));
-    throw_ambiguous(prefix, found.size(), std::min(common + 1, kDigestHexLength), kWhere);
+    throw_ambiguous(prefix, found.size(), std::min(common + 1, kDigestHexLength), kStackWhere);
   }
   return *found.begin();
 }
@@ -174,7 +175,8 @@ bool CacheStack::evict(const Digest& digest) {
     any_writable = true;
     evicted = layer->evict(digest) || evicted;
   }
-  if (!any_writable) throw Rejected("every layer is read-only: evict refused", std::string(kWhere));
+  if (!any_writable)
+    throw Rejected("every layer is read-only: evict refused", std::string(kStackWhere));
   return evicted;
 }
 

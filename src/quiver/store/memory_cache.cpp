@@ -7,7 +7,7 @@
 namespace quiver {
 
 namespace {
-constexpr std::string_view kWhere = "memory cache";
+constexpr std::string_view kMemoryWhere = "memory cache";
 
 EntrySummary summary_of(const Entry& e) {
   auto s = EntrySummary::of(e);
@@ -19,7 +19,7 @@ EntrySummary summary_of(const Entry& e) {
 void MemoryCache::save(const Entry& entry) {
   if (entry.call.digest() != entry.digest)
     throw InvalidArgument("digest " + entry.digest.hex() + " does not match the call",
-                          std::string(kWhere));
+                          std::string(kMemoryWhere));
   std::lock_guard lock(mutex_);
   entries_.insert_or_assign(entry.digest, entry);
 }
@@ -44,7 +44,7 @@ bool MemoryCache::contains(const Digest& digest) {
 }
 
 Digest MemoryCache::expand(std::string_view prefix) {
-  check_prefix(prefix, kWhere);
+  check_prefix(prefix, kMemoryWhere);
   std::vector<Digest> candidates;
   {
     std::lock_guard lock(mutex_);
@@ -55,7 +55,7 @@ Digest MemoryCache::expand(std::string_view prefix) {
          it != entries_.end() && it->first.hex().starts_with(prefix); ++it)
       candidates.push_back(it->first);
   }
-  return expand_among(prefix, candidates, kWhere);
+  return expand_among(prefix, candidates, kMemoryWhere);
 }
 
 std::string MemoryCache::shrink(const Digest& digest) {

@@ -5,7 +5,7 @@
 namespace quiver {
 
 namespace {
-constexpr std::string_view kWhere = "read-only cache";
+constexpr std::string_view kReadOnlyWhere = "read-only cache";
 
 /// config with read_only set on the table, or on every layer of a stack.
 nlohmann::json mark_read_only(nlohmann::json config) {
@@ -19,11 +19,11 @@ nlohmann::json mark_read_only(nlohmann::json config) {
 }  // namespace
 
 ReadOnlyCache::ReadOnlyCache(std::unique_ptr<Cache> inner) : inner_(std::move(inner)) {
-  if (!inner_) throw InvalidArgument("no cache to wrap", std::string(kWhere));
+  if (!inner_) throw InvalidArgument("no cache to wrap", std::string(kReadOnlyWhere));
 }
 
 void ReadOnlyCache::save(const Entry&) {
-  throw Rejected("cache is read-only: save refused", std::string(kWhere));
+  throw Rejected("cache is read-only: save refused", std::string(kReadOnlyWhere));
 }
 
 std::optional<Entry> ReadOnlyCache::load(const Digest& digest) {
@@ -56,7 +56,7 @@ void ReadOnlyCache::query(const Query& q, const QuerySink& sink) {
 }
 
 bool ReadOnlyCache::evict(const Digest&) {
-  throw Rejected("cache is read-only: evict refused", std::string(kWhere));
+  throw Rejected("cache is read-only: evict refused", std::string(kReadOnlyWhere));
 }
 
 nlohmann::json ReadOnlyCache::config() const {

@@ -20,8 +20,8 @@ namespace quiver::wire {
 namespace {
 
 constexpr std::size_t kReadBufferSize = 64 * 1024;
-constexpr const char* kReaderWhere = "quiver::wire::FrameReader";
-constexpr const char* kWriterWhere = "quiver::wire::FrameWriter";
+constexpr const char* kFrameReaderWhere = "quiver::wire::FrameReader";
+constexpr const char* kFrameWriterWhere = "quiver::wire::FrameWriter";
 
 std::string hex_bytes(std::span<const std::byte> bytes) {
   static constexpr char kDigits[] = "0123456789abcdef";
@@ -35,7 +35,7 @@ std::string hex_bytes(std::span<const std::byte> bytes) {
 }
 
 [[noreturn]] void fail(const std::string& what, std::uint64_t offset) {
-  throw ProtocolError(what + " at stream offset " + std::to_string(offset), kReaderWhere);
+  throw ProtocolError(what + " at stream offset " + std::to_string(offset), kFrameReaderWhere);
 }
 
 bool is_socket(int fd) noexcept {
@@ -132,7 +132,8 @@ void FrameReader::mark_broken(std::string why) {
 
 void FrameReader::check_usable() const {
   if (!broken_.empty())
-    throw ProtocolError("the stream is unusable after an earlier error: " + broken_, kReaderWhere);
+    throw ProtocolError("the stream is unusable after an earlier error: " + broken_,
+                        kFrameReaderWhere);
 }
 
 void FrameReader::consume(std::size_t n) noexcept {
@@ -148,7 +149,7 @@ void FrameReader::wait_readable() {
     if (left.count() <= 0)
       throw TimeoutError("no data from the peer before the deadline (stream offset " +
                              std::to_string(offset_) + ")",
-                         kReaderWhere);
+                         kFrameReaderWhere);
     if (socket_ && receive_timeout_within(left)) return;
     pollfd p{fd_, POLLIN, 0};
     int timeout = static_cast<int>(std::min<std::int64_t>(left.count(), INT_MAX));
@@ -156,7 +157,7 @@ void FrameReader::wait_readable() {
     if (rc > 0) return;
     if (rc < 0 && errno != EINTR)
       throw RemoteConnectionError(std::string("cannot wait for the peer: ") + std::strerror(errno),
-                                  kReaderWhere);
+                                  kFrameReaderWhere);
   }
 }
 
@@ -184,11 +185,11 @@ std::size_t FrameReader::read_fd(std::byte* dst, std::size_t n) {
       pollfd p{fd_, POLLIN, 0};
       if (!deadline_ && ::poll(&p, 1, -1) < 0 && errno != EINTR)
         throw RemoteConnectionError(
-            std::string("cannot wait for the peer: ") + std::strerror(errno), kReaderWhere);
+            std::string("cannot wait for the peer: ") + std::strerror(errno), kFrameReaderWhere);
       continue;
     }
     throw RemoteConnectionError(std::string("cannot read from the peer: ") + std::strerror(errno),
-                                kReaderWhere);
+                                kFrameReaderWhere);
   }
 }
 
@@ -262,7 +263,7 @@ void FrameReader::read_payload(std::byte* dst, std::size_t n) {
   if (n > payload_left_)
     throw InvalidArgument("reading " + std::to_string(n) + " bytes from a frame with " +
                               std::to_string(payload_left_) + " left",
-                          kReaderWhere);
+                          kFrameReaderWhere);
   std::size_t got = 0;
   try {
     got = read_upto(dst, n);
@@ -294,7 +295,7 @@ void FrameReader::skip_payload(std::size_t n) {
     }
     n -= k;
   }
-  if (n > 0) throw InvalidArgument("skipping past the end of a frame payload", kReaderWhere);
+  if (n > 0) throw InvalidArgument("skipping past the end of a frame payload", kFrameReaderWhere);
 }
 
 std::optional<Frame> FrameReader::read_frame() {
@@ -308,7 +309,7 @@ std::optional<Frame> FrameReader::read_frame() {
 std::string FrameReader::skip_until(std::span<const std::byte> pattern, std::size_t max_skip) {
   check_usable();
   if (pattern.empty() || pattern.size() > kReadBufferSize / 2)
-    throw InvalidArgument("bad pattern length", kReaderWhere);
+    throw InvalidArgument("bad pattern length", kFrameReaderWhere);
   if (payload_left_ > 0) skip_payload(payload_left_);
   std::string skipped;
   auto noise_tail = [&] {
@@ -358,7 +359,7 @@ void FrameWriter::write_frame(FrameHeader header,
     throw InvalidArgument("frame payload of " + std::to_string(total) +
                               " bytes exceeds the peer's maximum of " +
                               std::to_string(limits_.max_frame),
-                          kWriterWhere);
+                          kFrameWriterWhere);
   header.length = static_cast<std::uint32_t>(total);
   auto head = encode_header(header);
   if (gather_ && total <= kGatherFrame) {
@@ -432,10 +433,10 @@ std::size_t FrameWriter::write_iov(std::vector<iovec>& iov, bool wait) {
         if (!socket_) t_sigpipe_raised = true;
         throw RemoteConnectionError(
             "the peer closed the stream (stream offset " + std::to_string(offset_) + ")",
-            kWriterWhere);
+            kFrameWriterWhere);
       }
       throw RemoteConnectionError(std::string("cannot write to the peer: ") + std::strerror(errno),
-                                  kWriterWhere);
+                                  kFrameWriterWhere);
     }
     written += static_cast<std::size_t>(n);
     auto left = static_cast<std::size_t>(n);
