@@ -1,9 +1,10 @@
 // Direct chunk I/O for checksummed arrays (internal header). HDF5's fletcher32 filter copies
 // every chunk through two freshly allocated buffers and checksums it byte by byte; for the
 // common layout (chunks that split only the outermost dimension, fletcher32 the only filter)
-// quiver writes and reads the filtered chunks itself with H5Dwrite_chunk / H5Dread_chunk. The
-// bytes on disk are exactly what the filter would have written, so h5dump and h5py read them
-// and verify the checksum as usual.
+// quiver writes the filtered chunks itself with H5Dwrite_chunk, and reads them with pread at the
+// addresses HDF5 gives, checksumming each piece as it arrives. The bytes on disk are exactly
+// what the filter would have written, so h5dump and h5py read them and verify the checksum as
+// usual.
 #pragma once
 
 #include <cstddef>
@@ -37,8 +38,10 @@ bool write_checksummed_chunks(hid_t ds, const Shape& shape, std::size_t esize,
 
 /// Reads dataset ds (file type equal to the memory type, shape as given) into data the way
 /// write_checksummed_chunks stores it, verifying every chunk's checksum (a mismatch throws
-/// the Site's error naming the chunk); returns false, having read nothing, when ds has another
-/// layout or filters. Use with a Lock held.
+/// the Site's error naming the lowest failing chunk; data may then hold part of the array);
+/// returns false, having read nothing, when ds has another layout or filters, a chunk stored
+/// without its filter, or a file driver other than HDF5's default. Arrays of 16 MiB or more
+/// are read by two threads. Use with a Lock held.
 bool read_checksummed_chunks(hid_t ds, const Shape& shape, std::size_t esize, std::byte* data,
                              const Site& site);
 
