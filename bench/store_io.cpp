@@ -270,9 +270,17 @@ void measure_checksum(std::uint64_t reps, std::vector<qb::Row>& rows) {
   std::vector<std::byte> piece(kPiece), copy(kPiece);
   for (std::size_t i = 0; i < kPiece; ++i) piece[i] = static_cast<std::byte>(i * 2654435761u >> 13);
   std::uint32_t sink = 0;
-  const auto h5_isa = [](int i) { return static_cast<quiver::h5::Isa>(i); };
+  struct Kernel {
+    quiver::h5::Isa isa;
+    const char* name;
+    qb::Samples samples;
+  };
+  std::vector<Kernel> kernels;
+  for (auto [isa, name] :
+       {std::pair{quiver::h5::Isa::baseline, "baseline"}, std::pair{quiver::h5::Isa::avx2, "AVX2"},
+        std::pair{quiver::h5::Isa::avx512, "AVX-512BW"}})
+    if (quiver::h5::fletcher32_supports(isa)) kernels.push_back({isa, name, {}});
   qb::Samples floor;
-  std::vector<qb::Samples> kernels(3);
   for (std::uint64_t r = 0; r < reps; ++r) {
     floor.add(qb::time_once([&] {
       for (std::size_t k = 0; k < kRounds; ++k) {
@@ -280,19 +288,15 @@ void measure_checksum(std::uint64_t reps, std::vector<qb::Row>& rows) {
         sink += std::to_integer<std::uint32_t>(copy[k % kPiece]);
       }
     }));
-    for (int i = 0; i < 3; ++i)
-      if (quiver::h5::fletcher32_supports(h5_isa(i)))
-        kernels[i].add(qb::time_once([&] {
-          for (std::size_t k = 0; k < kRounds; ++k)
-            sink += quiver::h5::fletcher32(piece, h5_isa(i));
-        }));
+    for (Kernel& kernel : kernels)
+      kernel.samples.add(qb::time_once([&] {
+        for (std::size_t k = 0; k < kRounds; ++k) sink += quiver::h5::fletcher32(piece, kernel.isa);
+      }));
   }
-  const char* names[] = {"baseline", "AVX2", "AVX-512BW"};
-  for (int i = 0; i < 3; ++i)
-    if (quiver::h5::fletcher32_supports(h5_isa(i)))
-      rows.push_back(qb::throughput_row(
-          std::string("fletcher32, ") + names[i] + " kernel, 256 KiB in cache, vs memcpy() of it",
-          kPiece * kRounds, kernels[i].median(), floor.median()));
+  for (const Kernel& kernel : kernels)
+    rows.push_back(qb::throughput_row(
+        std::string("fletcher32, ") + kernel.name + " kernel, 256 KiB in cache, vs memcpy() of it",
+        kPiece * kRounds, kernel.samples.median(), floor.median()));
   if (sink == 1) std::cerr << "";  // keeps the work
 }
 

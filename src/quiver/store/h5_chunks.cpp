@@ -300,18 +300,13 @@ void fletcher_add(FletcherSums& sums, std::span<const std::byte> data, Isa isa) 
         p = fletcher_blocks_baseline(p, data.size(), sums);
     }
   }
-  for (; end - p >= 2; p += 2) {
-    const std::uint32_t w = (std::uint32_t{p[0]} << 8) | p[1];
+  auto add_word = [&](std::uint32_t w) {
     sums.s1 = (sums.s1 + w) % 65535;
     sums.s2 = (sums.s2 + sums.s1) % 65535;
     sums.any |= w;
-  }
-  if (p != end) {  // an odd last byte is the high byte of a word
-    const std::uint32_t w = std::uint32_t{p[0]} << 8;
-    sums.s1 = (sums.s1 + w) % 65535;
-    sums.s2 = (sums.s2 + sums.s1) % 65535;
-    sums.any |= w;
-  }
+  };
+  for (; end - p >= 2; p += 2) add_word((std::uint32_t{p[0]} << 8) | p[1]);
+  if (p != end) add_word(std::uint32_t{p[0]} << 8);  // an odd last byte: a word's high byte
 }
 
 // The checksum of the words summed: HDF5 reduces modulo 65535 with end-around carries, which
