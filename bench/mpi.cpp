@@ -38,6 +38,9 @@ Measures quiver::mpi::Cache over a server subprocess and prints a markdown table
                 as a remote across a network has (default 200)
   --spin-us N   quiver::mpi::Options::spin in microseconds (default 1000)
   --sleep-us N  quiver::mpi::Options::max_sleep in microseconds (default 1000)
+  --progress-threads N  quiver::mpi::Options::progress_threads (default: the library's)
+  --overlap-after-us N  quiver::mpi::Options::overlap_after in microseconds (default: the
+                library's; 0: every round overlaps, as before it existed)
   --no-header   print the table rows without the header line
 )";
 
@@ -48,6 +51,15 @@ int rank_of(MPI_Comm c) {
   int r = 0;
   MPI_Comm_rank(c, &r);
   return r;
+}
+
+// "N % of rounds overlapped": of rank 0's rounds, those served while another thread polled.
+std::string percent_overlapped(std::uint64_t overlapped, std::uint64_t rounds) {
+  char text[64];
+  std::snprintf(
+      text, sizeof text, "%.0f %% of rounds overlapped",
+      rounds ? 100.0 * static_cast<double>(overlapped) / static_cast<double>(rounds) : 0.0);
+  return text;
 }
 
 // A barrier that sleeps while it waits, so idle ranks leave the cores to the busy ones.
@@ -151,6 +163,11 @@ int run(int argc, char** argv) {
   quiver::mpi::Options options;
   options.spin = std::chrono::microseconds(flags.size("--spin-us", nullptr, 1000));
   options.max_sleep = std::chrono::microseconds(flags.size("--sleep-us", nullptr, 1000));
+  options.progress_threads =
+      flags.size("--progress-threads", nullptr, quiver::mpi::Options{}.progress_threads);
+  options.overlap_after = std::chrono::microseconds(
+      flags.size("--overlap-after-us", nullptr,
+                 static_cast<std::size_t>(quiver::mpi::Options{}.overlap_after.count())));
   const bool header = !flags.present("--no-header");
   flags.finish();
 
@@ -215,18 +232,20 @@ int run(int argc, char** argv) {
     const std::string remote = added ? base + " + " + std::to_string(added) + " us latency" : base;
     // 1. Per-call latency: rank 1 through rank 0 against rank 0 directly.
     std::vector<double> direct, through;
+    const auto latency_before = cache.stats();
     for (std::uint64_t b = 0; b < blocks; ++b) {
       if (rank == 0) contains_loop(&direct);
       idle_barrier();
       if (rank == 1) contains_loop(&through);
       idle_barrier();
     }
+    const auto latency_stats = cache.stats();
     const auto direct_samples = samples_from(0, direct);
     const auto through_samples = samples_from(1, through);
 
     // 2. Aggregate throughput: every rank at once (coalesced on rank 0) against rank 0 alone.
     std::vector<double> alone_rates, all_rates;
-    std::uint64_t requests = 0, rounds = 0;
+    std::uint64_t requests = 0, rounds = 0, overlapped = 0;
     for (std::uint64_t b = 0; b < std::max<std::uint64_t>(blocks / 2, 1); ++b) {
       idle_barrier();
       if (rank == 0)
@@ -238,16 +257,22 @@ int run(int argc, char** argv) {
       all_rates.push_back(static_cast<double>(calls) * size / wall);
       requests += cache.stats().requests - before.requests;
       rounds += cache.stats().rounds - before.rounds;
+      overlapped += cache.stats().overlapped - before.overlapped;
     }
     if (rank == 0) {
       rows.push_back(
           qb::latency_row("mpi (" + remote + "): contains, rank 1 through rank 0 vs rank 0 direct",
                           through_samples, direct_samples, kLatencyGoal));
+      rows.back().measured +=
+          ", " + percent_overlapped(latency_stats.overlapped - latency_before.overlapped,
+                                    latency_stats.rounds - latency_before.rounds);
       const double ratio = median_of(all_rates) / median_of(alone_rates);
-      char measured[128], floor[96];
-      std::snprintf(measured, sizeof measured, "%.0f calls/s (%d ranks, %.1f requests per batch)",
-                    median_of(all_rates), size,
-                    rounds ? static_cast<double>(requests) / static_cast<double>(rounds) : 0.0);
+      char measured[160], floor[96];
+      std::snprintf(measured, sizeof measured,
+                    "%.0f calls/s (%d ranks, %.1f requests per batch, %s)", median_of(all_rates),
+                    size,
+                    rounds ? static_cast<double>(requests) / static_cast<double>(rounds) : 0.0,
+                    percent_overlapped(overlapped, rounds).c_str());
       std::snprintf(floor, sizeof floor, "%.0f calls/s (rank 0 alone)", median_of(alone_rates));
       rows.push_back({"mpi (" + remote + "): contains throughput, all ranks vs one rank", measured,
                       floor, qb::format_ratio(ratio), ">= " + qb::format_ratio(kThroughputGoal),

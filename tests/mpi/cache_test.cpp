@@ -186,6 +186,46 @@ TEST_P(MpiCacheTest, RoundsOverlapWhileTheRemoteIsSlow) {
   if (rank == 0) {
     EXPECT_GE(counting_->max_concurrent, 2);
     EXPECT_LE(counting_->max_concurrent, static_cast<int>(cache->options().progress_threads));
+    // Each round took longer than Options::overlap_after, so every one after the first was
+    // served while another thread polled.
+    const auto s = cache->stats();
+    EXPECT_GE(s.overlapped + 1, s.rounds) << s.overlapped << " of " << s.rounds;
+  }
+}
+
+// Rounds of contains that are quicker than overlap_after are served by one thread at a time
+// (nobody polls beside them); rounds holding anything else still overlap. overlap_after = 0
+// makes every round overlap.
+TEST_P(MpiCacheTest, OnlyRoundsSlowerThanOverlapAfterOrNotQuickOverlap) {
+  if (GetParam() != "memory") GTEST_SKIP() << "counted on the in-memory cache";
+  for (const auto after :
+       {std::chrono::microseconds(std::chrono::hours(1)), std::chrono::microseconds(0)}) {
+    Options options;
+    options.overlap_after = after;
+    auto cache = make(options);
+    const int rank = cache->rank();
+    constexpr int kCalls = 40;
+    if (rank != 0) {
+      for (int i = 0; i < kCalls; ++i)
+        EXPECT_FALSE(cache->contains(call_of("quick", rank, i).digest()));
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (rank == 0) {
+      const auto s = cache->stats();
+      EXPECT_GT(s.rounds, 0u);
+      EXPECT_EQ(s.overlapped, after.count() == 0 ? s.rounds : 0u)
+          << s.overlapped << " of " << s.rounds << " rounds, overlap_after " << after.count();
+      if (after.count() != 0) {
+        EXPECT_EQ(counting_->max_concurrent, 1);
+      }
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (rank != 0) cache->save(call_of("not quick", rank, 0), Value(1.0));
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (rank == 0) {
+      const auto s = cache->stats();
+      EXPECT_GE(s.overlapped, after.count() == 0 ? s.rounds : 1u);
+    }
   }
 }
 

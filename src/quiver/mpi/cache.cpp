@@ -204,6 +204,10 @@ bool is_load(Op op) {
 bool is_contains(Op op) {
   return op == Op::contains || op == Op::contains_many;
 }
+/// Operations whose replies are small and whose calls are quick when the real cache is.
+bool is_quick(Op op) {
+  return is_contains(op) || op == Op::expand || op == Op::shrink;
+}
 
 /// The distinct digests of lists, in first-seen order, and for each list the positions of
 /// its digests in that order.
@@ -255,8 +259,9 @@ struct Cache::Impl {
   std::mutex receiving;  // held by the serving thread that polls for requests
   std::atomic<bool> stop{false};
   std::atomic<std::uint32_t> next_tag{0};
-  std::atomic<std::uint64_t> served{0}, rounds{0}, calls{0};
+  std::atomic<std::uint64_t> served{0}, rounds{0}, calls{0}, overlapped{0};
   std::atomic<std::uint64_t> replied{0};  // rounds answered: the polling thread spins after one
+  std::atomic<std::int64_t> quick_round_ns{0};  // moving average of rounds of quick operations
   std::mutex broken_lock;
   std::string broken;  // why the collective operations are unusable: the first timeout's message
 
@@ -461,9 +466,8 @@ struct Cache::Impl {
   }
 
   /// Takes every request waiting as one batch, polling until there is one (or the cache
-  /// stops: then the batch is empty). One serving thread at a time polls.
+  /// stops: then the batch is empty). Called with `receiving` held: one thread at a time polls.
   std::vector<Pending> take_batch() {
-    std::lock_guard lock(receiving);
     detail::Poller poller(options.spin, options.max_sleep);
     auto seen = replied.load();
     std::vector<Pending> batch;
@@ -488,19 +492,49 @@ struct Cache::Impl {
     return batch;
   }
 
-  /// One of rank 0's serving threads: takes a batch, serves it while another thread polls,
-  /// replies. So up to progress_threads rounds are in flight at once (the real cache is
-  /// thread-safe and remote ones pipeline), and requests that arrive while every thread is
-  /// busy are coalesced into the next round.
+  /// Whether a batch holds only quick operations.
+  static bool quick(const std::vector<Pending>& batch) {
+    return std::ranges::all_of(batch, [](const Pending& p) { return is_quick(p.op); });
+  }
+
+  /// Whether another thread should poll while a batch is served: always, unless it is quick
+  /// and quick rounds have taken less than overlap_after. Then a spare thread polling beside
+  /// the round would only take a core from it, its caller and the server (measured:
+  /// docs/performance.md, "MPI").
+  bool overlap(bool quick_batch) const {
+    return !quick_batch ||
+           std::chrono::nanoseconds(quick_round_ns.load(std::memory_order_relaxed)) >=
+               options.overlap_after;
+  }
+
+  /// Folds a quick round's duration into the moving average (weight 1/8).
+  void note_quick_round(std::chrono::nanoseconds took) {
+    const auto avg = quick_round_ns.load(std::memory_order_relaxed);
+    quick_round_ns.store(avg + (took.count() - avg) / 8, std::memory_order_relaxed);
+  }
+
+  /// One of rank 0's serving threads: takes a batch, serves it (while another thread polls,
+  /// see overlap), replies. So up to progress_threads rounds are in flight at once (the real
+  /// cache is thread-safe and remote ones pipeline), and requests that arrive while every
+  /// thread is busy are coalesced into the next round.
   void serve() {
     auto log = logger("quiver.mpi");
+    std::unique_lock polling(receiving, std::defer_lock);
     while (!stop.load(std::memory_order_acquire)) {
       try {
+        if (!polling.owns_lock()) polling.lock();
         auto batch = take_batch();
         if (batch.empty()) continue;
         served += batch.size();
         ++rounds;
+        const bool quick_batch = quick(batch);
+        if (overlap(quick_batch)) {
+          polling.unlock();
+          ++overlapped;
+        }
+        const auto start = detail::Clock::now();
         serve_round(batch);
+        if (quick_batch) note_quick_round(detail::Clock::now() - start);
         for (const auto& p : batch) reply(p);
         ++replied;
       } catch (const std::exception& e) {
@@ -838,6 +872,7 @@ nlohmann::json Cache::info() {
               {"mode", impl_->independent() ? "independent" : "collective"},
               {"requests_served", s.requests},
               {"rounds", s.rounds},
+              {"rounds_overlapped", s.overlapped},
               {"calls", s.calls}};
   return j;
 }
@@ -969,7 +1004,8 @@ quiver::Cache* Cache::local() noexcept {
 }
 
 Cache::Stats Cache::stats() const {
-  return {impl_->served.load(), impl_->rounds.load(), impl_->calls.load()};
+  return {impl_->served.load(), impl_->rounds.load(), impl_->calls.load(),
+          impl_->overlapped.load()};
 }
 
 }  // namespace quiver::mpi

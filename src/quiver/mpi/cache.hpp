@@ -49,6 +49,11 @@ struct Options {
   /// Threads serving the other ranks on rank 0: the most rounds in flight at once. Requests
   /// that arrive while all are busy are coalesced into the next round.
   std::size_t progress_threads = 4;
+  /// Rounds of only contains, expand and shrink overlap (another thread polls for requests
+  /// while one is served) once such rounds take this long on average; a real cache that
+  /// answers them faster is served by one thread at a time, sparing the cores its polling.
+  /// Rounds with anything else always overlap. Zero: every round overlaps.
+  std::chrono::microseconds overlap_after{100};
   /// The longest a rank waits at one step of a collective operation (destructor included)
   /// for the other ranks: to arrive, to finish memoize_collective's fn, or for rank 0's
   /// answer (so keep it above the real cache's call_timeout). Then CollectiveTimeout, and
@@ -122,9 +127,10 @@ class Cache : public quiver::Cache {
   quiver::Cache* local() noexcept;
 
   struct Stats {
-    std::uint64_t requests = 0;  ///< requests rank 0 served for other ranks
-    std::uint64_t rounds = 0;    ///< rounds of batched calls they were served in
-    std::uint64_t calls = 0;     ///< calls made on the real cache for them
+    std::uint64_t requests = 0;    ///< requests rank 0 served for other ranks
+    std::uint64_t rounds = 0;      ///< rounds of batched calls they were served in
+    std::uint64_t calls = 0;       ///< calls made on the real cache for them
+    std::uint64_t overlapped = 0;  ///< rounds served while another thread polled
   };
   /// Counters of rank 0's serving threads (zero on other ranks).
   Stats stats() const;
