@@ -34,6 +34,8 @@ Measures quiver::mpi::Cache over a server subprocess and prints a markdown table
   --quiver EXE  the quiver executable that serves (default: the one built beside this)
   --config FILE open the [default] cache of this quiver.toml on rank 0 instead (for
                 example an ssh cache to the loopback sshd); --cache NAME for another one
+  --label TEXT  names rank 0's cache in the rows (default "server", or "configured cache"
+                with --config)
   --latency-us N  latency added to each call of rank 0's cache for the second set of rows,
                 as a remote across a network has (default 200)
   --spin-us N   quiver::mpi::Options::spin in microseconds (default 1000)
@@ -160,6 +162,7 @@ int run(int argc, char** argv) {
   const auto quiver_exe = flags.text("--quiver", nullptr, QUIVER_BENCH_CLI);
   const auto config = flags.text("--config", nullptr, "");
   const auto cache_name = flags.text("--cache", nullptr, "");
+  const auto label = flags.text("--label", nullptr, config.empty() ? "server" : "configured cache");
   quiver::mpi::Options options;
   options.spin = std::chrono::microseconds(flags.size("--spin-us", nullptr, 1000));
   options.max_sleep = std::chrono::microseconds(flags.size("--sleep-us", nullptr, 1000));
@@ -228,7 +231,7 @@ int run(int argc, char** argv) {
   if (latency > 0) added_latencies.push_back(latency);
   for (const long added : added_latencies) {
     if (rank == 0) delayed->latency_us = added;
-    const std::string base = config.empty() ? "server" : "configured cache";
+    const std::string& base = label;
     const std::string remote = added ? base + " + " + std::to_string(added) + " us latency" : base;
     // 1. Per-call latency: rank 1 through rank 0 against rank 0 directly.
     std::vector<double> direct, through;
@@ -299,9 +302,8 @@ int run(int argc, char** argv) {
   idle_barrier();
 
   if (rank == 0) {
-    rows.push_back({"mpi (" + std::string(config.empty() ? "server" : "configured cache") +
-                        "): collective load_many, " + std::to_string(keys) + " keys over " +
-                        std::to_string(size) + " ranks",
+    rows.push_back({"mpi (" + label + "): collective load_many, " + std::to_string(keys) +
+                        " keys over " + std::to_string(size) + " ranks",
                     (server ? std::to_string(round_trips) + " remote round trip(s), " : "") +
                         qb::format_duration(collective),
                     "rank 0's own load_many: " + qb::format_duration(direct_many),

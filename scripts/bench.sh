@@ -12,7 +12,9 @@
 #   --entries N       entries of store_ops (default 100000)
 #   --reps N          repetitions of each store_io measurement (default 3)
 #   --cache MODE      store_io loads with the page cache warm, cold or both (default warm)
-#   --only NAME       run only store_io, store_ops or remote
+#   --only NAME       run only store_io, store_ops, remote or mpi
+#   --mpi-ranks N     ranks of the mpi benchmark (default 4; fewer cores than ranks are
+#                     oversubscribed)
 #   --cipher NAME     ssh cipher of the remote benchmark, for quiver and its floor alike
 #                     (default: ssh's choice)
 #   --keep-store      keep store_ops' filled store in <build-dir>/bench-store and reuse it on
@@ -30,6 +32,7 @@ reps=3
 cache=warm
 only=""
 cipher=""
+mpi_ranks=4
 keep_store=0
 build=1
 
@@ -44,19 +47,21 @@ while [ $# -gt 0 ]; do
     --cache) cache=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
     --cipher) cipher=$2; shift 2 ;;
+    --mpi-ranks) mpi_ranks=$2; shift 2 ;;
     --keep-store) keep_store=1; shift ;;
     --no-build) build=0; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
-case $only in ""|store_io|store_ops|remote) ;; *) echo "bench.sh: --only takes store_io, store_ops or remote" >&2; exit 2 ;; esac
+case $only in ""|store_io|store_ops|remote|mpi) ;; *) echo "bench.sh: --only takes store_io, store_ops, remote or mpi" >&2; exit 2 ;; esac
 wants() { [ -z "$only" ] || [ "$only" = "$1" ]; }
 
 targets=()
 wants store_io && targets+=(bench_store_io)
 wants store_ops && targets+=(bench_store_ops)
 wants remote && targets+=(bench_remote quiver_cli)
+wants mpi && targets+=(bench_mpi quiver_cli)
 
 if [ $build = 1 ]; then
   configure=(-DCMAKE_BUILD_TYPE=Release -DQUIVER_BUILD_BENCH=ON)
@@ -87,10 +92,13 @@ fi
 
 rows=""
 status=0
+# run NAME DIR ARGS...: runs bench_NAME (under the command in the array `launch`, if any)
+# and collects its table rows.
+launch=()
 run() {
   local name=$1 dir=$2 t0=$SECONDS out
   shift 2
-  if out=$("$build_dir/bin/bench_$name" --dir "$dir" --no-header "$@"); then
+  if out=$("${launch[@]}" "$build_dir/bin/bench_$name" --dir "$dir" --no-header "$@"); then
     rows+=$out$'\n'
     echo "bench.sh: $name took $((SECONDS - t0)) s" >&2
   else
@@ -103,23 +111,49 @@ load_start=$(cut -d' ' -f1 /proc/loadavg)
 wants store_io && run store_io "$work" --bytes "$bytes" --reps "$reps" --cache "$cache"
 # --keep: the program leaves its store for the cleanup above (or for reuse).
 wants store_ops && run store_ops "$ops_dir" --entries "$entries" --keep
-# remote: over a local pipe, and over ssh to a private sshd on 127.0.0.1 (started here as
-# for the ssh tests, stopped by the cleanup above; needs root).
-if wants remote; then
+# remote and mpi: over a local pipe, and over ssh to a private sshd on 127.0.0.1 (started
+# here as for the ssh tests, stopped by the cleanup above; needs root).
+ssh_ready=0
+if wants remote || wants mpi; then
   if [ "$(id -u)" -ne 0 ]; then
-    echo "bench.sh: remote over ssh needs root (private sshd); local pipe rows only" >&2
-    run remote "$work" --reps "$reps" --bytes "$bytes"
+    echo "bench.sh: benchmarks over ssh need root (private sshd); local pipe rows only" >&2
   elif "$repo/scripts/sshd-fixture.sh" start "$work/ssh-fixture.env" \
     --quiver "$build_dir/bin/quiver" >&2; then
     . "$work/ssh-fixture.env"
-    remote_args=(--host "$QUIVER_SSH_HOST" --ssh-config "$QUIVER_SSH_CONFIG"
-      --remote-quiver "$QUIVER_SSH_QUIVER" --remote-dir "$QUIVER_SSH_REMOTE_DIR")
-    [ -z "$cipher" ] || remote_args+=(--cipher "$cipher")
-    run remote "$work" --reps "$reps" --bytes "$bytes" "${remote_args[@]}"
+    ssh_ready=1
   else
     echo "bench.sh: the sshd fixture did not start" >&2
     status=1
   fi
+fi
+if wants remote; then
+  remote_args=()
+  if [ $ssh_ready = 1 ]; then
+    remote_args=(--host "$QUIVER_SSH_HOST" --ssh-config "$QUIVER_SSH_CONFIG"
+      --remote-quiver "$QUIVER_SSH_QUIVER" --remote-dir "$QUIVER_SSH_REMOTE_DIR")
+    [ -z "$cipher" ] || remote_args+=(--cipher "$cipher")
+  fi
+  run remote "$work" --reps "$reps" --bytes "$bytes" "${remote_args[@]}"
+fi
+# mpi: bench_mpi under mpirun, rank 0's cache a server subprocess; then (with the sshd)
+# an ssh cache to it, as a job's shared layer would be.
+if wants mpi; then
+  launch=(mpirun -np "$mpi_ranks")
+  [ "$(nproc)" -ge "$mpi_ranks" ] || launch+=(--oversubscribe)
+  [ "$(id -u)" -ne 0 ] || launch+=(--allow-run-as-root)
+  run mpi "$work"
+  if [ $ssh_ready = 1 ]; then
+    server_toml=$QUIVER_SSH_REMOTE_DIR/mpi-server.toml
+    printf '[default]\ncache = "store"\n\n[store]\ntype = "hdf5"\npath = "%s"\nfsync = false\n' \
+      "$QUIVER_SSH_REMOTE_DIR/mpi-store" >"$server_toml"
+    chmod a+r "$server_toml"
+    ssh_options="\"-F\", \"$QUIVER_SSH_CONFIG\""
+    [ -z "$cipher" ] || ssh_options+=", \"-c\", \"$cipher\""
+    printf '[default]\ncache = "ssh"\n\n[ssh]\ntype = "ssh"\nhost = "%s"\nssh_options = [%s]\nquiver = "%s"\nconfig = "%s"\n' \
+      "$QUIVER_SSH_HOST" "$ssh_options" "$QUIVER_SSH_QUIVER" "$server_toml" >"$work/mpi-ssh.toml"
+    run mpi "$work" --config "$work/mpi-ssh.toml" --label "ssh to 127.0.0.1" --latency-us 0
+  fi
+  launch=()
 fi
 
 mem_gib=$(awk '/^MemTotal:/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)
