@@ -9,7 +9,9 @@
 // measured with the page cache warm for both sides (each file was just written), and optionally
 // cold: the file's pages evicted with posix_fadvise(DONTNEED) before each read, for both sides
 // alike. Measurements alternate between floor and store so that drift on a shared machine hits
-// both; each is repeated and the median reported.
+// both; each is repeated and the median reported. Loads into caller memory and loads of new
+// arrays run in separate passes: freeing a loaded 1 GiB array slows what runs next, and must
+// not fall before one side of a comparison only.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -185,12 +187,37 @@ void measure(const fs::path& dir, std::uint64_t nbytes, std::vector<Variant> var
     const bool cold = mode == "cold";
     qb::Samples raw_load_s, fresh_load_s, huge_load_s;
     std::vector<qb::Samples> load_s(variants.size()), into_s(variants.size());
+    // 1. Into memory the caller holds: read() and load_value_into() into the same buffer,
+    // in turn, with nothing allocated or freed between them (freeing a 1 GiB array slows
+    // whatever runs next on this machine, so it must not precede one side only).
     for (std::uint64_t r = 0; r < settings.reps; ++r) {
       if (cold) qb::evict_from_page_cache(raw_file);
       const double t_raw = qb::time_once([&] { raw_load(raw_file, prealloc_span); });
       raw_load_s.add(t_raw);
       if (r == 0 && std::memcmp(prealloc.get(), raw_bytes.data(), nbytes) != 0)
         throw StoreError("raw file differs from the array written", raw_file.string());
+      std::cerr << "  load " << mode << " rep " << r + 1 << ": raw " << qb::format_duration(t_raw);
+      for (std::size_t k = 0; k < variants.size(); ++k) {
+        if (!variants[k].into) continue;
+        const fs::path path = stores[k]->entry_path(entry.digest);
+        if (cold) qb::evict_from_page_cache(path);
+        if (r == 0) std::memset(prealloc.get(), 0, nbytes);
+        const quiver::ArrayDestinations into{
+            {"", quiver::ArrayInto{quiver::DType::float64, prealloc_span}}};
+        const double t_into =
+            qb::time_once([&] { (void)stores[k]->load_value_into(entry.digest, into); });
+        into_s[k].add(t_into);
+        std::cerr << ", " << variants[k].name << " into caller memory "
+                  << qb::format_duration(t_into);
+        if (r == 0 && std::memcmp(prealloc.get(), raw_bytes.data(), nbytes) != 0)
+          throw StoreError("array loaded into caller memory differs (" + variants[k].name + ")",
+                           path.string());
+      }
+      std::cerr << "\n";
+    }
+    // 2. New arrays: read() into a freshly allocated buffer (small pages, and huge pages as
+    // a loaded array gets) and load() of each variant.
+    for (std::uint64_t r = 0; r < settings.reps; ++r) {
       if (cold) qb::evict_from_page_cache(raw_file);
       quiver::Buffer huge;
       const double t_huge = qb::time_once([&] {
@@ -207,9 +234,9 @@ void measure(const fs::path& dir, std::uint64_t nbytes, std::vector<Variant> var
       });
       fresh.reset();
       fresh_load_s.add(t_fresh);
-      std::cerr << "  load " << mode << " rep " << r + 1 << ": raw " << qb::format_duration(t_raw)
-                << ", raw fresh buffer " << qb::format_duration(t_fresh)
-                << ", raw fresh huge-page buffer " << qb::format_duration(t_huge);
+      std::cerr << "  load " << mode << " rep " << r + 1 << ": raw fresh buffer "
+                << qb::format_duration(t_fresh) << ", raw fresh huge-page buffer "
+                << qb::format_duration(t_huge);
       for (std::size_t k = 0; k < variants.size(); ++k) {
         const fs::path path = stores[k]->entry_path(entry.digest);
         if (cold) qb::evict_from_page_cache(path);
@@ -219,21 +246,6 @@ void measure(const fs::path& dir, std::uint64_t nbytes, std::vector<Variant> var
         std::cerr << ", " << variants[k].name << " " << qb::format_duration(t);
         if (r == 0 && (!loaded || !(loaded->result == entry.result)))
           throw StoreError("loaded entry differs from the saved one (" + variants[k].name + ")",
-                           path.string());
-        loaded.reset();
-        if (!variants[k].into) continue;
-        // Into the floor's buffer: the same memory, read by quiver instead of read().
-        if (cold) qb::evict_from_page_cache(path);
-        if (r == 0) std::memset(prealloc.get(), 0, nbytes);
-        const quiver::ArrayDestinations into{
-            {"", quiver::ArrayInto{quiver::DType::float64, prealloc_span}}};
-        const double t_into =
-            qb::time_once([&] { (void)stores[k]->load_value_into(entry.digest, into); });
-        into_s[k].add(t_into);
-        std::cerr << ", " << variants[k].name << " into caller memory "
-                  << qb::format_duration(t_into);
-        if (r == 0 && std::memcmp(prealloc.get(), raw_bytes.data(), nbytes) != 0)
-          throw StoreError("array loaded into caller memory differs (" + variants[k].name + ")",
                            path.string());
       }
       std::cerr << "\n";
