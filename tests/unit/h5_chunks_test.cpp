@@ -119,12 +119,15 @@ class ChunkFile : public ::testing::Test {
 TEST_F(ChunkFile, DirectWritesReadBackThroughHdf5sOwnFilter) {
   const Shape shape{1001, 3};  // 10 chunks of 100 rows and a partial one
   auto data = random_bytes(1001 * 3 * 2, 7);
-  auto ds = create(shape, 100);
-  ASSERT_TRUE(write_checksummed_chunks(ds.id(), shape, 2, data.data(), site));
-  std::vector<std::byte> back(data.size());
-  check(H5Dread(ds.id(), H5T_STD_U16LE, H5S_ALL, H5S_ALL, H5P_DEFAULT, back.data()), "H5Dread",
-        site);
-  EXPECT_EQ(back, data);
+  // durable: each chunk also starts for the disk once written (fs::Writeback, 4 in flight).
+  for (const bool durable : {false, true}) {
+    auto ds = create(shape, 100, true, durable ? "durable" : "data");
+    ASSERT_TRUE(write_checksummed_chunks(ds.id(), shape, 2, data.data(), durable, site));
+    std::vector<std::byte> back(data.size());
+    check(H5Dread(ds.id(), H5T_STD_U16LE, H5S_ALL, H5S_ALL, H5P_DEFAULT, back.data()), "H5Dread",
+          site);
+    EXPECT_EQ(back, data) << "durable " << durable;
+  }
 }
 
 TEST_F(ChunkFile, Hdf5sFilteredWritesReadDirectly) {
@@ -144,7 +147,7 @@ TEST_F(ChunkFile, ManyChunksRoundTripWhileASecondThreadChecksums) {
   const Shape shape{99'901};
   auto data = random_bytes(99'901 * 2, 10);
   auto ds = create(shape, 100);
-  ASSERT_TRUE(write_checksummed_chunks(ds.id(), shape, 2, data.data(), site));
+  ASSERT_TRUE(write_checksummed_chunks(ds.id(), shape, 2, data.data(), false, site));
   std::vector<std::byte> back(data.size());
   ASSERT_TRUE(read_checksummed_chunks(ds.id(), shape, 2, back.data(), site));
   EXPECT_EQ(back, data);
@@ -162,7 +165,7 @@ TEST_F(ChunkFile, ChunksOfAMebibyteOrMoreStartOnAPageOfTheFile) {
   const Shape shape{3 * rows + 7};
   auto data = random_bytes(shape[0] * 2, 11);
   auto ds = create(shape, rows);
-  ASSERT_TRUE(write_checksummed_chunks(ds.id(), shape, 2, data.data(), site));
+  ASSERT_TRUE(write_checksummed_chunks(ds.id(), shape, 2, data.data(), false, site));
   for (hsize_t k = 0; k < 4; ++k) {
     hsize_t offset[1] = {k * rows}, size = 0;
     haddr_t addr = 0;
@@ -181,7 +184,7 @@ TEST_F(ChunkFile, OtherLayoutsAreLeftToHdf5) {
   const Shape shape{100, 4};
   auto data = random_bytes(100 * 4 * 2, 9);
   auto plain = create(shape, 10, /*checksum=*/false);
-  EXPECT_FALSE(write_checksummed_chunks(plain.id(), shape, 2, data.data(), site));
+  EXPECT_FALSE(write_checksummed_chunks(plain.id(), shape, 2, data.data(), false, site));
   EXPECT_FALSE(read_checksummed_chunks(plain.id(), shape, 2, data.data(), site));
 }
 
@@ -197,7 +200,7 @@ class CorruptChunkFile : public ChunkFile {
     std::vector<std::byte> data(chunks * chunk_bytes, std::byte{0x11});
     {
       auto ds = create(shape, rows);
-      EXPECT_TRUE(write_checksummed_chunks(ds.id(), shape, 2, data.data(), site));
+      EXPECT_TRUE(write_checksummed_chunks(ds.id(), shape, 2, data.data(), false, site));
     }
     close(file, site);
     {

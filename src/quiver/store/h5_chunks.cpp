@@ -15,6 +15,7 @@
 #include <optional>
 #include <quiver/core/buffer.hpp>
 #include <quiver/store/h5_chunks.hpp>
+#include <quiver/store/index_fs.hpp>
 #include <stop_token>
 #include <string>
 #include <thread>
@@ -338,10 +339,37 @@ std::uint32_t fletcher32(std::span<const std::byte> data) noexcept {
   return fletcher32(data, fletcher32_best());
 }
 
+#if H5_VERSION_GE(1, 12, 0) || (H5_VERS_MAJOR == 1 && H5_VERS_MINOR == 10 && H5_VERS_RELEASE >= 5)
+#define QUIVER_H5_HAVE_CHUNK_INFO 1
+#endif
+
+namespace {
+
+// The descriptor of a file opened with HDF5's default (sec2) driver, which quiver uses; -1 for
+// any other driver.
+int sec2_descriptor(hid_t obj, const Site& site) {
+  Handle file = own(H5Iget_file_id(obj), "H5Iget_file_id", site);
+  Handle fapl = own(H5Fget_access_plist(file.id()), "H5Fget_access_plist", site);
+  if (H5Pget_driver(fapl.id()) != H5FD_SEC2) return -1;
+  void* handle = nullptr;
+  check(H5Fget_vfd_handle(file.id(), fapl.id(), &handle), "H5Fget_vfd_handle", site);
+  return handle ? *static_cast<int*>(handle) : -1;
+}
+
+}  // namespace
+
 bool write_checksummed_chunks(hid_t ds, const Shape& shape, std::size_t esize,
-                              const std::byte* data, const Site& site) {
+                              const std::byte* data, bool durable, const Site& site) {
   auto layout = row_chunks(ds, shape, esize, site);
   if (!layout) return false;
+  // A durable file is fsynced once written: each chunk goes on to the disk as soon as it is
+  // written (its address known to HDF5 1.10.5 and later), not all at once in the fsync.
+  std::optional<fs::Writeback> writeback;
+#ifdef QUIVER_H5_HAVE_CHUNK_INFO
+  if (durable) writeback.emplace(sec2_descriptor(ds, site));
+#else
+  (void)durable;
+#endif
   const std::uint64_t total = shape_elements(shape) * esize;
   const std::uint64_t chunk_bytes = layout->chunk_bytes;
   // Two reused chunk buffers: the second thread copies and checksums chunk k + 1 into one
@@ -365,6 +393,15 @@ bool write_checksummed_chunks(hid_t ds, const Shape& shape, std::size_t esize,
     check(H5Dwrite_chunk(ds, H5P_DEFAULT, 0, offset.data(), chunk_bytes + kChecksumBytes,
                          buffers[k % 2].data()),
           "H5Dwrite_chunk", site);
+#ifdef QUIVER_H5_HAVE_CHUNK_INFO
+    unsigned filters = 0;
+    haddr_t address = HADDR_UNDEF;
+    hsize_t size = 0;
+    if (writeback &&
+        H5Dget_chunk_info_by_coord(ds, offset.data(), &filters, &address, &size) >= 0 &&
+        address != HADDR_UNDEF)
+      writeback->written(address, size);
+#endif
   };
   if (nbuffers == 1) {
     prepare(0);
@@ -381,10 +418,6 @@ bool write_checksummed_chunks(hid_t ds, const Shape& shape, std::size_t esize,
   return true;
 }
 
-#if H5_VERSION_GE(1, 12, 0) || (H5_VERS_MAJOR == 1 && H5_VERS_MINOR == 10 && H5_VERS_RELEASE >= 5)
-#define QUIVER_H5_HAVE_CHUNK_INFO 1
-#endif
-
 namespace {
 
 // Bytes read per pread: small enough to stay in a core's L2 cache until they are checksummed
@@ -392,17 +425,6 @@ namespace {
 // leaves words to the word-by-word loop.
 constexpr std::size_t kReadPieceBytes = std::size_t{256} << 10;
 static_assert(kReadPieceBytes % kFletcherBlockBytes == 0);
-
-// The descriptor of a file opened with HDF5's default (sec2) driver, which quiver uses; -1 for
-// any other driver.
-int sec2_descriptor(hid_t obj, const Site& site) {
-  Handle file = own(H5Iget_file_id(obj), "H5Iget_file_id", site);
-  Handle fapl = own(H5Fget_access_plist(file.id()), "H5Fget_access_plist", site);
-  if (H5Pget_driver(fapl.id()) != H5FD_SEC2) return -1;
-  void* handle = nullptr;
-  check(H5Fget_vfd_handle(file.id(), fapl.id(), &handle), "H5Fget_vfd_handle", site);
-  return handle ? *static_cast<int*>(handle) : -1;
-}
 
 // Reads n bytes at offset of fd into out, then n_more into more (both whole, or the chunk is
 // cut short: the Site's error).

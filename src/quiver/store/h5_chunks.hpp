@@ -32,9 +32,11 @@ std::uint32_t fletcher32(std::span<const std::byte> data, Isa isa) noexcept;
 
 /// Writes the nbytes of data (C order, shape of dataset ds) as whole filtered chunks when ds
 /// is chunked along its outermost dimension only with fletcher32 as its only filter; returns
-/// false, having written nothing, when ds has another layout. Use with a Lock held.
+/// false, having written nothing, when ds has another layout. durable: the file will be
+/// fsynced, so each chunk starts for the disk as soon as it is written (fs::Writeback). Use
+/// with a Lock held.
 bool write_checksummed_chunks(hid_t ds, const Shape& shape, std::size_t esize,
-                              const std::byte* data, const Site& site);
+                              const std::byte* data, bool durable, const Site& site);
 
 /// Reads dataset ds (file type equal to the memory type, shape as given) into data the way
 /// write_checksummed_chunks stores it, verifying every chunk's checksum (a mismatch throws

@@ -389,7 +389,8 @@ Handle ValueWriter::array(hid_t parent, const std::string& name, DType dtype, co
   Handle ds = own(
       H5Dcreate2(parent, name.c_str(), type.id(), space.id(), links_.id(), dcpl->id(), H5P_DEFAULT),
       "H5Dcreate2(" + name + ")", site_);
-  if (nbytes > 0 && !write_checksummed_chunks(ds.id(), shape, esize, data, site_)) {
+  if (nbytes > 0 &&
+      !write_checksummed_chunks(ds.id(), shape, esize, data, options_.durable, site_)) {
     by_slabs(ds.id(), shape, esize, site_, [&](hid_t mem, hid_t file, std::uint64_t offset) {
       check(H5Dwrite(ds.id(), type.id(), mem, file, H5P_DEFAULT, data + offset),
             "H5Dwrite(" + name + ")", site_);

@@ -14,6 +14,7 @@ struct WriteOptions {
   bool checksum = true;                  ///< fletcher32 on chunked datasets
   int gzip = 0;                          ///< deflate level, 0 = off
   std::uint64_t chunk_bytes = 4u << 20;  ///< target chunk size
+  bool durable = false;                  ///< the file is fsynced once written (see Writeback)
 };
 
 /// The link name of map key: '%' -> %25, '/' -> %2F, NUL -> %00, "." -> %2E, "" -> "%".

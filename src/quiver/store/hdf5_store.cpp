@@ -68,7 +68,7 @@ struct Hdf5Store::Impl {
   Impl(Hdf5StoreOptions o, std::string r)
       : options(std::move(o)),
         root(std::move(r)),
-        write{options.checksum, options.gzip, options.chunk_bytes},
+        write{options.checksum, options.gzip, options.chunk_bytes, options.fsync},
         index(root + "/index") {}
 
   std::string path_of(const Digest& d) const {

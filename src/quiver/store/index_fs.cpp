@@ -61,6 +61,24 @@ void sync_path(const std::string& path) {
   if (::fsync(fd.get()) != 0) throw StoreError("cannot fsync: " + error_text(errno), path);
 }
 
+void Writeback::written(std::uint64_t offset, std::uint64_t length) noexcept {
+#ifdef __linux__
+  if (fd_ < 0 || length == 0) return;
+  if (in_flight_.size() >= depth_) {
+    const Range oldest = in_flight_.front();
+    in_flight_.pop_front();
+    (void)::sync_file_range(
+        fd_, static_cast<off64_t>(oldest.offset), static_cast<off64_t>(oldest.length),
+        SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
+  }
+  (void)::sync_file_range(fd_, static_cast<off64_t>(offset), static_cast<off64_t>(length),
+                          SYNC_FILE_RANGE_WRITE);
+  in_flight_.push_back({offset, length});
+#else
+  (void)offset, (void)length;
+#endif
+}
+
 void make_dir(const std::string& path) {
   if (::mkdir(path.c_str(), 0777) != 0 && errno != EEXIST)
     throw StoreError("cannot create directory: " + error_text(errno), path);

@@ -4,6 +4,8 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
+#include <deque>
 #include <optional>
 #include <quiver/core/fd.hpp>
 #include <string>
@@ -22,6 +24,25 @@ void write_all(int fd, std::string_view data, const std::string& path);
 std::optional<std::string> read_all(const std::string& path);
 /// Flushes path (a file or a directory) to stable storage; throws StoreError.
 void sync_path(const std::string& path);
+/// Starts writing a file's pages to disk while the file is still being written, so that the
+/// fsync ending a durable save finds little left to write, and a large save leaves few dirty
+/// pages in memory. At most `depth` ranges are in flight: before another starts, the oldest is
+/// waited for. Advisory: errors are ignored (the fsync reports them); a no-op off Linux.
+class Writeback {
+ public:
+  explicit Writeback(int fd, std::size_t depth = 4) noexcept : fd_(fd), depth_(depth) {}
+  /// Call after writing bytes [offset, offset + length) of the file.
+  void written(std::uint64_t offset, std::uint64_t length) noexcept;
+
+ private:
+  struct Range {
+    std::uint64_t offset, length;
+  };
+  int fd_;
+  std::size_t depth_;
+  std::deque<Range> in_flight_;
+};
+
 /// Creates directory path when missing (its parent must exist); throws StoreError.
 void make_dir(const std::string& path);
 /// Names in directory path (without "." and ".."); empty when it does not exist.
