@@ -130,6 +130,19 @@ TEST_F(ChunkFile, DirectWritesReadBackThroughHdf5sOwnFilter) {
   }
 }
 
+TEST_F(ChunkFile, DurableWritesOfManySpansReadBack) {
+  // 40 chunks of 1 MiB: five 8 MiB spans of write-back, the later ones started only after
+  // the one 4 spans back was waited for, and a partial last chunk.
+  const hsize_t rows = 512 * 1024;  // 1 MiB of uint16
+  const Shape shape{40 * rows - 3};
+  auto data = random_bytes(shape[0] * 2, 12);
+  auto ds = create(shape, rows);
+  ASSERT_TRUE(write_checksummed_chunks(ds.id(), shape, 2, data.data(), true, site));
+  std::vector<std::byte> back(data.size());
+  ASSERT_TRUE(read_checksummed_chunks(ds.id(), shape, 2, back.data(), site));
+  EXPECT_EQ(back, data);
+}
+
 TEST_F(ChunkFile, Hdf5sFilteredWritesReadDirectly) {
   const Shape shape{999, 2};
   auto data = random_bytes(999 * 2 * 2, 8);

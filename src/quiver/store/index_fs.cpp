@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -64,16 +65,25 @@ void sync_path(const std::string& path) {
 void Writeback::written(std::uint64_t offset, std::uint64_t length) noexcept {
 #ifdef __linux__
   if (fd_ < 0 || length == 0) return;
+  if (gathering_.end == gathering_.begin) {
+    gathering_ = {offset, offset + length};
+  } else {
+    gathering_.begin = std::min(gathering_.begin, offset);
+    gathering_.end = std::max(gathering_.end, offset + length);
+  }
+  if (gathering_.end - gathering_.begin < step_) return;
   if (in_flight_.size() >= depth_) {
-    const Range oldest = in_flight_.front();
+    const Span oldest = in_flight_.front();
     in_flight_.pop_front();
     (void)::sync_file_range(
-        fd_, static_cast<off64_t>(oldest.offset), static_cast<off64_t>(oldest.length),
+        fd_, static_cast<off64_t>(oldest.begin), static_cast<off64_t>(oldest.end - oldest.begin),
         SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
   }
-  (void)::sync_file_range(fd_, static_cast<off64_t>(offset), static_cast<off64_t>(length),
+  (void)::sync_file_range(fd_, static_cast<off64_t>(gathering_.begin),
+                          static_cast<off64_t>(gathering_.end - gathering_.begin),
                           SYNC_FILE_RANGE_WRITE);
-  in_flight_.push_back({offset, length});
+  in_flight_.push_back(gathering_);
+  gathering_ = {};
 #else
   (void)offset, (void)length;
 #endif

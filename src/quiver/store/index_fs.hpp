@@ -26,21 +26,26 @@ std::optional<std::string> read_all(const std::string& path);
 void sync_path(const std::string& path);
 /// Starts writing a file's pages to disk while the file is still being written, so that the
 /// fsync ending a durable save finds little left to write, and a large save leaves few dirty
-/// pages in memory. At most `depth` ranges are in flight: before another starts, the oldest is
-/// waited for. Advisory: errors are ignored (the fsync reports them); a no-op off Linux.
+/// pages in memory. Written ranges are gathered into spans of at least `step` bytes; at most
+/// `depth` spans are in flight: before another starts, the oldest is waited for. Advisory:
+/// errors are ignored (the fsync reports them); a no-op off Linux.
 class Writeback {
  public:
-  explicit Writeback(int fd, std::size_t depth = 4) noexcept : fd_(fd), depth_(depth) {}
+  explicit Writeback(int fd, std::uint64_t step = std::uint64_t{8} << 20,
+                     std::size_t depth = 4) noexcept
+      : fd_(fd), step_(step), depth_(depth) {}
   /// Call after writing bytes [offset, offset + length) of the file.
   void written(std::uint64_t offset, std::uint64_t length) noexcept;
 
  private:
-  struct Range {
-    std::uint64_t offset, length;
+  struct Span {
+    std::uint64_t begin = 0, end = 0;
   };
   int fd_;
+  std::uint64_t step_;
   std::size_t depth_;
-  std::deque<Range> in_flight_;
+  Span gathering_;  // written, not yet started
+  std::deque<Span> in_flight_;
 };
 
 /// Creates directory path when missing (its parent must exist); throws StoreError.
