@@ -231,8 +231,8 @@ int run(int argc, char** argv) {
   if (latency > 0) added_latencies.push_back(latency);
   for (const long added : added_latencies) {
     if (rank == 0) delayed->latency_us = added;
-    const std::string& base = label;
-    const std::string remote = added ? base + " + " + std::to_string(added) + " us latency" : base;
+    const std::string remote =
+        added ? label + " + " + std::to_string(added) + " us latency" : label;
     // 1. Per-call latency: rank 1 through rank 0 against rank 0 directly.
     std::vector<double> direct, through;
     const auto latency_before = cache.stats();
