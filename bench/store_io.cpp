@@ -188,8 +188,9 @@ void measure(const fs::path& dir, std::uint64_t nbytes, std::vector<Variant> var
     qb::Samples raw_load_s, fresh_load_s, huge_load_s;
     std::vector<qb::Samples> load_s(variants.size()), into_s(variants.size());
     // 1. Into memory the caller holds: read() and load_value_into() into the same buffer,
-    // in turn, with nothing allocated or freed between them (freeing a 1 GiB array slows
-    // whatever runs next on this machine, so it must not precede one side only).
+    // in turn, with nothing allocated or freed between them (see the top of this file).
+    const quiver::ArrayDestinations into{
+        {"", quiver::ArrayInto{quiver::DType::float64, prealloc_span}}};
     for (std::uint64_t r = 0; r < settings.reps; ++r) {
       if (cold) qb::evict_from_page_cache(raw_file);
       const double t_raw = qb::time_once([&] { raw_load(raw_file, prealloc_span); });
@@ -202,8 +203,6 @@ void measure(const fs::path& dir, std::uint64_t nbytes, std::vector<Variant> var
         const fs::path path = stores[k]->entry_path(entry.digest);
         if (cold) qb::evict_from_page_cache(path);
         if (r == 0) std::memset(prealloc.get(), 0, nbytes);
-        const quiver::ArrayDestinations into{
-            {"", quiver::ArrayInto{quiver::DType::float64, prealloc_span}}};
         const double t_into =
             qb::time_once([&] { (void)stores[k]->load_value_into(entry.digest, into); });
         into_s[k].add(t_into);

@@ -119,7 +119,7 @@ class ChunkFile : public ::testing::Test {
 TEST_F(ChunkFile, DirectWritesReadBackThroughHdf5sOwnFilter) {
   const Shape shape{1001, 3};  // 10 chunks of 100 rows and a partial one
   auto data = random_bytes(1001 * 3 * 2, 7);
-  // durable: each chunk also starts for the disk once written (fs::Writeback, 4 in flight).
+  // durable: written chunks also start for the disk early (fs::Writeback).
   for (const bool durable : {false, true}) {
     auto ds = create(shape, 100, true, durable ? "durable" : "data");
     ASSERT_TRUE(write_checksummed_chunks(ds.id(), shape, 2, data.data(), durable, site));
@@ -131,8 +131,7 @@ TEST_F(ChunkFile, DirectWritesReadBackThroughHdf5sOwnFilter) {
 }
 
 TEST_F(ChunkFile, DurableWritesOfManySpansReadBack) {
-  // 40 chunks of 1 MiB: five 8 MiB spans of write-back, the later ones started only after
-  // the one 4 spans back was waited for, and a partial last chunk.
+  // 40 chunks of 1 MiB, the last one partial: five 8 MiB spans handed to the disk early.
   const hsize_t rows = 512 * 1024;  // 1 MiB of uint16
   const Shape shape{40 * rows - 3};
   auto data = random_bytes(shape[0] * 2, 12);

@@ -65,25 +65,12 @@ void sync_path(const std::string& path) {
 void Writeback::written(std::uint64_t offset, std::uint64_t length) noexcept {
 #ifdef __linux__
   if (fd_ < 0 || length == 0) return;
-  if (gathering_.end == gathering_.begin) {
-    gathering_ = {offset, offset + length};
-  } else {
-    gathering_.begin = std::min(gathering_.begin, offset);
-    gathering_.end = std::max(gathering_.end, offset + length);
-  }
-  if (gathering_.end - gathering_.begin < step_) return;
-  if (in_flight_.size() >= depth_) {
-    const Span oldest = in_flight_.front();
-    in_flight_.pop_front();
-    (void)::sync_file_range(
-        fd_, static_cast<off64_t>(oldest.begin), static_cast<off64_t>(oldest.end - oldest.begin),
-        SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
-  }
-  (void)::sync_file_range(fd_, static_cast<off64_t>(gathering_.begin),
-                          static_cast<off64_t>(gathering_.end - gathering_.begin),
+  begin_ = end_ == begin_ ? offset : std::min(begin_, offset);
+  end_ = std::max(end_, offset + length);
+  if (end_ - begin_ < step_) return;
+  (void)::sync_file_range(fd_, static_cast<off64_t>(begin_), static_cast<off64_t>(end_ - begin_),
                           SYNC_FILE_RANGE_WRITE);
-  in_flight_.push_back(gathering_);
-  gathering_ = {};
+  begin_ = end_ = 0;
 #else
   (void)offset, (void)length;
 #endif

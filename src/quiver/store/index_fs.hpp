@@ -1,11 +1,11 @@
 // POSIX file helpers shared by the HDF5 entry store and its index (internal header):
-// opening, whole-file reads and writes, fsync of files and directories, listing.
+// opening, whole-file reads and writes, fsync of files and directories, early write-back,
+// listing.
 #pragma once
 
 #include <sys/types.h>
 
 #include <cstdint>
-#include <deque>
 #include <optional>
 #include <quiver/core/fd.hpp>
 #include <string>
@@ -25,27 +25,21 @@ std::optional<std::string> read_all(const std::string& path);
 /// Flushes path (a file or a directory) to stable storage; throws StoreError.
 void sync_path(const std::string& path);
 /// Starts writing a file's pages to disk while the file is still being written, so that the
-/// fsync ending a durable save finds little left to write, and a large save leaves few dirty
-/// pages in memory. Written ranges are gathered into spans of at least `step` bytes; at most
-/// `depth` spans are in flight: before another starts, the oldest is waited for. Advisory:
-/// errors are ignored (the fsync reports them); a no-op off Linux.
+/// fsync ending a durable save finds little left to write. Written ranges are gathered into
+/// spans of at least `step` bytes, each handed to the disk without waiting for it (a save
+/// holds the process's HDF5 lock, which must not wait for the disk). Advisory: errors are
+/// ignored (the fsync reports them); a no-op off Linux.
 class Writeback {
  public:
-  explicit Writeback(int fd, std::uint64_t step = std::uint64_t{8} << 20,
-                     std::size_t depth = 4) noexcept
-      : fd_(fd), step_(step), depth_(depth) {}
+  explicit Writeback(int fd, std::uint64_t step = std::uint64_t{8} << 20) noexcept
+      : fd_(fd), step_(step) {}
   /// Call after writing bytes [offset, offset + length) of the file.
   void written(std::uint64_t offset, std::uint64_t length) noexcept;
 
  private:
-  struct Span {
-    std::uint64_t begin = 0, end = 0;
-  };
   int fd_;
   std::uint64_t step_;
-  std::size_t depth_;
-  Span gathering_;  // written, not yet started
-  std::deque<Span> in_flight_;
+  std::uint64_t begin_ = 0, end_ = 0;  // written, not yet handed to the disk
 };
 
 /// Creates directory path when missing (its parent must exist); throws StoreError.
