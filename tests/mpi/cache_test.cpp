@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <spdlog/sinks/ostream_sink.h>
 
+#include <fstream>
 #include <quiver/core/log.hpp>
 #include <quiver/mpi/cache.hpp>
 #include <sstream>
@@ -227,6 +228,72 @@ TEST_P(MpiCacheTest, OnlyRoundsSlowerThanOverlapAfterOrNotQuickOverlap) {
       EXPECT_GE(s.overlapped, after.count() == 0 ? s.rounds : 1u);
     }
   }
+}
+
+// Sanitizers keep shadow memory for every allocation: resident memory says nothing there.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define QUIVER_TEST_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define QUIVER_TEST_SANITIZED 1
+#endif
+#endif
+#ifdef QUIVER_TEST_SANITIZED
+constexpr bool kSanitized = true;
+#else
+constexpr bool kSanitized = false;
+#endif
+
+// Resident memory at its peak since the last reset_peak_rss(), in KiB (Linux).
+long long peak_rss_kib() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6));
+  ADD_FAILURE() << "no VmHWM in /proc/self/status";
+  return 0;
+}
+void reset_peak_rss() {
+  std::ofstream("/proc/self/clear_refs") << "5";
+}
+
+// load_value_into on every rank. On the other ranks the array is received from rank 0's
+// messages straight into the caller's vector: the peak resident memory does not grow by
+// another copy of it. A destination that does not fit is a TypeError naming the path, and
+// the cache goes on working.
+TEST_P(MpiCacheTest, LoadValueIntoReceivesTheArrayInPlace) {
+  auto cache = make();
+  const int rank = cache->rank();
+  constexpr std::size_t kElements = std::size_t{8} << 20;  // 64 MiB of double
+  const auto call = call_of("into", 0, 0);
+  if (rank == 0) {
+    Value::Map m;
+    m["T"] = Value(ramp(kElements, 7.0));
+    m["steps"] = Value(std::int64_t{3});
+    cache->save(call, Value(std::move(m)));
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  std::vector<double> t(kElements);
+  reset_peak_rss();
+  const auto before = peak_rss_kib();
+  auto v = cache->load_value_into(call.digest(), {{"T", ArrayInto::of(std::span(t))}});
+  const auto grew = peak_rss_kib() - before;
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->as_map().at("steps"), Value(std::int64_t{3}));
+  EXPECT_EQ(v->as_map().at("T").as_array().buffer().data(), reinterpret_cast<std::byte*>(t.data()));
+  EXPECT_EQ(v->as_map().at("T").as_array(), ramp(kElements, 7.0));
+  if (rank != 0 && !kSanitized) {
+    EXPECT_LT(grew, static_cast<long long>(kElements * sizeof(double) / 2 / 1024))
+        << "rank " << rank << ": the peak grew by " << grew << " KiB";
+  }
+  std::vector<float> wrong(kElements);
+  EXPECT_THAT(quiver::testing::error_of<TypeError>([&] {
+                cache->load_value_into(call.digest(), {{"T", ArrayInto::of(std::span(wrong))}});
+              }),
+              ::testing::HasSubstr("'T'"));
+  EXPECT_TRUE(cache->contains(call.digest()));
+  EXPECT_FALSE(
+      cache->load_value_into(call_of("into", 0, 1).digest(), {{"T", ArrayInto::of(std::span(t))}}));
+  MPI_Barrier(MPI_COMM_WORLD);
 }
 
 TEST_P(MpiCacheTest, MemoizeCollectiveMissRunsEverywhereThenHitsEverywhere) {

@@ -127,6 +127,42 @@ TEST(WireCodec, ArrayPayloadsTravelInTheBulkNotTheSkeleton) {
   EXPECT_EQ(w.bulk_bytes(), a.nbytes());
 }
 
+// receive_into points the bulk of the arrays that fit their destination straight at it; the
+// others (and paths naming no array) are left to place_arrays, which copies or reports them.
+TEST(WireCodec, ReceiveIntoReadsFittingArraysStraightIntoTheirDestination) {
+  Value::Map m;
+  m["T"] = Value(quiver::testing::ramp(1000, 1.0));
+  m["list"] = Value(Value::List{Value(std::int64_t{1}), Value(quiver::testing::ramp(8, 2.0))});
+  m["small"] = Value(quiver::testing::ramp(4, 3.0));
+  const Value sent(std::move(m));
+  Writer w;
+  encode(w, sent);
+  const auto body = w.flatten();
+
+  std::vector<double> t(1000), item(8), too_big(5);
+  ArrayDestinations into{{"T", ArrayInto::of(std::span(t))},
+                         {"list/1", ArrayInto::of(std::span(item))},
+                         {"small", ArrayInto::of(std::span(too_big))},
+                         {"list/0", ArrayInto::of(std::span(item).first(1))}};
+  Value v;
+  read_flat_body(bytes_of(body), {}, [&](Reader& r) {
+    decode(r, v);
+    receive_into(r, v, into);
+  });
+  EXPECT_EQ(v, sent);
+  EXPECT_EQ(v.as_map().at("T").as_array().buffer().data(), reinterpret_cast<std::byte*>(t.data()));
+  EXPECT_EQ(v.as_map().at("list").as_list()[1].as_array().buffer().data(),
+            reinterpret_cast<std::byte*>(item.data()));
+  EXPECT_EQ(t[999], sent.as_map().at("T").as_array().as<double>()[999]);
+  EXPECT_NE(v.as_map().at("small").as_array().buffer().data(),
+            reinterpret_cast<std::byte*>(too_big.data()));
+  EXPECT_THAT(quiver::testing::error_of<TypeError>([&] { place_arrays(v, into); }),
+              HasSubstr("'list/0'"));
+  into.erase("list/0");
+  EXPECT_THAT(quiver::testing::error_of<TypeError>([&] { place_arrays(v, into); }),
+              HasSubstr("'small'"));
+}
+
 TEST(WireCodec, SamplesCoverEveryMessageType) {
   std::set<MessageType> covered;
   for (const auto& m : quiver::testing::sample_messages()) covered.insert(type_of(m));

@@ -175,10 +175,8 @@ std::optional<std::string> destination_mismatch(std::string_view path, DType dty
          std::to_string(into.bytes.size()) + " bytes of " + std::string(dtype_name(into.dtype));
 }
 
-namespace {
-
-// The node of v at path ("" is v itself; '/' separates map keys and list indices), or null.
-Value* node_at(Value& v, std::string_view path) {
+// "" is v itself; '/' separates map keys and list indices.
+Value* value_at(Value& v, std::string_view path) {
   Value* node = &v;
   while (!path.empty()) {
     const auto slash = path.find('/');
@@ -202,12 +200,10 @@ Value* node_at(Value& v, std::string_view path) {
   return node;
 }
 
-}  // namespace
-
 void place_arrays(Value& result, const ArrayDestinations& into) {
   std::vector<std::pair<Array*, const ArrayInto*>> places;
   for (const auto& [path, dest] : into) {
-    Value* node = node_at(result, path);
+    Value* node = value_at(result, path);
     if (!node || node->kind() != Kind::array)
       throw TypeError("the result has no array at '" + path + "'" +
                           (node ? " (it is " + std::string(kind_name(node->kind())) + ")" : ""),

@@ -236,6 +236,9 @@ using ArrayDestinations = std::map<std::string, ArrayInto, std::less<>>;
 std::optional<std::string> destination_mismatch(std::string_view path, DType dtype,
                                                 const Shape& shape, const ArrayInto& into);
 
+/// The item of result at path (named as in ArrayDestinations), or nullptr when there is none.
+Value* value_at(Value& result, std::string_view path);
+
 /// Makes every array of result at a path of into live in its destination: one that already
 /// does (read there in place) is left alone; any other is copied there and then borrows it.
 /// Throws TypeError, having written nothing, when a path names no array of result or an array

@@ -320,8 +320,10 @@ struct Cache::Impl {
   // --- the calling side (ranks other than 0) ----------------------------------------------
 
   /// Sends one request to rank 0 and decodes its reply as R.
-  template <class R, class... A>
-  R remote(Op op, const A&... args) {
+  /// Sends one request to rank 0 and decodes its reply as R; received(r, out) runs once out
+  /// is decoded, before the bulk of its arrays is read.
+  template <class R, class Received, class... A>
+  R remote_then(Op op, Received received, const A&... args) {
     wire::Writer w;
     (wire::encode(w, args), ...);
     const int tag = kFirstReplyTag + static_cast<int>(next_tag++ % kReplyTags);
@@ -333,10 +335,20 @@ struct Cache::Impl {
     std::optional<Failure> failure;
     detail::receive_rest(comm, 0, tag, parsed, options.chunk_bytes, [&](wire::Reader& r) {
       if (!decode_status(r, failure)) return;
-      if constexpr (!std::is_same_v<R, Nothing>) wire::decode(r, out);
+      if constexpr (!std::is_same_v<R, Nothing>) {
+        wire::decode(r, out);
+        received(r, out);
+      }
     });
     if (failure) failure->raise();
     return out;
+  }
+
+  /// Sends one request to rank 0 and decodes its reply as R.
+  template <class R, class... A>
+  R remote(Op op, const A&... args) {
+    return remote_then<R>(
+        op, [](wire::Reader&, R&) {}, args...);
   }
 
   // --- rank 0's serving threads ------------------------------------------------------------
@@ -831,6 +843,18 @@ std::optional<Entry> Cache::load(const Digest& digest) {
 std::optional<Value> Cache::load_value(const Digest& digest) {
   if (impl_->here("load_value")) return impl_->real->load_value(digest);
   return impl_->remote<std::optional<Value>>(Op::load_value, digest);
+}
+
+std::optional<Value> Cache::load_value_into(const Digest& digest, const ArrayDestinations& into) {
+  if (impl_->here("load_value_into")) return impl_->real->load_value_into(digest, into);
+  auto value = impl_->remote_then<std::optional<Value>>(
+      Op::load_value,
+      [&](wire::Reader& r, std::optional<Value>& v) {
+        if (v) wire::receive_into(r, *v, into);
+      },
+      digest);
+  if (value) place_arrays(*value, into);
+  return value;
 }
 
 bool Cache::contains(const Digest& digest) {

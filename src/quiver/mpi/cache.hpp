@@ -88,6 +88,10 @@ class Cache : public quiver::Cache {
   void save(const Entry& entry) override;
   std::optional<Entry> load(const Digest& digest) override;
   std::optional<Value> load_value(const Digest& digest) override;
+  /// On ranks other than 0, the arrays that fit their destination are received straight
+  /// into it from rank 0's messages (no copy on this rank).
+  std::optional<Value> load_value_into(const Digest& digest,
+                                       const ArrayDestinations& into) override;
   bool contains(const Digest& digest) override;
   Digest expand(std::string_view prefix) override;
   std::string shrink(const Digest& digest) override;

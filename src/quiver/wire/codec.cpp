@@ -214,6 +214,15 @@ Buffer Reader::take_bulk(std::size_t at, std::uint64_t n, std::string_view what)
   return b;
 }
 
+bool Reader::retarget(const std::byte* from, std::byte* to) noexcept {
+  for (auto& slot : slots_) {
+    if (slot.data != from) continue;
+    slot.data = to;
+    return true;
+  }
+  return false;
+}
+
 void Reader::enter() {
   if (++depth_ > kMaxDepth) {
     --depth_;
@@ -512,6 +521,17 @@ void decode(Reader& r, Value& v) {
     }
     default:
       r.fail_at(at, "unknown value kind code " + std::to_string(code));
+  }
+}
+
+void receive_into(Reader& r, Value& v, const ArrayDestinations& into) {
+  for (const auto& [path, dest] : into) {
+    Value* node = value_at(v, path);
+    if (!node || node->kind() != Kind::array) continue;
+    Array& a = node->as_array();
+    if (destination_mismatch(path, a.dtype(), a.shape(), dest)) continue;
+    if (!r.retarget(a.buffer().data(), dest.bytes.data())) continue;
+    a = Array(a.dtype(), a.shape(), Buffer::borrow(dest.bytes.data(), dest.bytes.size()));
   }
 }
 

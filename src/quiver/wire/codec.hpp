@@ -105,6 +105,9 @@ class Reader {
   /// Throws ProtocolError unless the skeleton is consumed and the bulk fully declared.
   void finish() const;
   const std::vector<BulkSlot>& slots() const noexcept { return slots_; }
+  /// Makes the bulk meant for the buffer at from go to `to` instead (as many bytes); false
+  /// when no slot starts at from.
+  bool retarget(const std::byte* from, std::byte* to) noexcept;
 
   /// Throws ProtocolError: what, at skeleton byte offset, and the context.
   [[noreturn]] void fail_at(std::size_t offset, const std::string& what) const;
@@ -180,6 +183,10 @@ void decode(Reader& r, Digest& v);
 void decode(Reader& r, ErrorCode& v);
 void decode(Reader& r, Clock::time_point& v);
 void decode(Reader& r, Value& v);
+/// After decode(r, v), before the bulk is read: the arrays of v at paths of into that fit
+/// their destination are read straight there, and v borrows that memory. Arrays that do not
+/// fit are left as they are (place_arrays then reports them).
+void receive_into(Reader& r, Value& v, const ArrayDestinations& into);
 void decode(Reader& r, Call& v);
 void decode(Reader& r, Metadata& v);
 void decode(Reader& r, Entry& v);
