@@ -319,7 +319,6 @@ struct Cache::Impl {
 
   // --- the calling side (ranks other than 0) ----------------------------------------------
 
-  /// Sends one request to rank 0 and decodes its reply as R.
   /// Sends one request to rank 0 and decodes its reply as R; received(r, out) runs once out
   /// is decoded, before the bulk of its arrays is read.
   template <class R, class Received, class... A>
