@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <iostream>
 #include <quiver/core/errors.hpp>
 #include <quiver/core/fd.hpp>
@@ -243,6 +244,20 @@ int run_main(const char* name, int (*body)(int, char**), int argc, char** argv) 
     std::cerr << name << ": " << e.what() << "\n";
     return 1;
   }
+}
+
+std::uint64_t peak_rss(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
+  throw StoreError("no VmHWM", "/proc/" + std::to_string(pid) + "/status");
+}
+
+void reset_peak_rss(pid_t pid) {
+  const std::string path = "/proc/" + std::to_string(pid) + "/clear_refs";
+  std::ofstream out(path);
+  out << "5";
+  if (!out) throw StoreError("cannot reset the peak RSS (needs Linux >= 4.0 and permission)", path);
 }
 
 }  // namespace quiver::bench

@@ -4,6 +4,8 @@
 // ratio, and whether a goal was met.
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -124,6 +126,11 @@ Row throughput_row(std::string name, std::uint64_t bytes, double measured_second
 /// given, is the largest acceptable ratio.
 Row latency_row(std::string name, const Samples& measured, const Samples& floor,
                 std::optional<double> max_ratio = std::nullopt);
+
+/// VmHWM of pid (the peak resident memory since the last reset_peak_rss) in bytes (Linux).
+std::uint64_t peak_rss(pid_t pid);
+/// Resets pid's VmHWM to its current resident memory; throws StoreError when it cannot.
+void reset_peak_rss(pid_t pid);
 
 /// Prints rows as a markdown table (with the header line unless header is false).
 void print_table(std::ostream& out, const std::vector<Row>& rows, bool header);

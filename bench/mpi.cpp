@@ -4,9 +4,12 @@
 //   contains, rank 1 through rank 0  vs  rank 0's direct contains (per call, goal <= 1.5x)
 //   contains, all ranks at once      vs  one rank's sequential round trips (calls/s, >= 3x)
 //   collective load_many, 1000 keys  costs one remote round trip (counted)
+//   load_value_into of a large array, rank 1 through rank 0  vs  rank 0's own call (time), and
+//                                     rank 1's peak resident memory during it
 // Measured and floor phases alternate in blocks; ranks not measuring wait in a sleeping
 // barrier so that they do not take CPU from the ranks that are.
 #include <mpi.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -43,6 +46,7 @@ Measures quiver::mpi::Cache over a server subprocess and prints a markdown table
   --progress-threads N  quiver::mpi::Options::progress_threads (default: the library's)
   --overlap-after-us N  quiver::mpi::Options::overlap_after in microseconds (default: the
                 library's; 0: every round overlaps, as before it existed)
+  --array-mib N size of the array of the load_value_into rows (default 256; 0: none)
   --no-header   print the table rows without the header line
 )";
 
@@ -171,6 +175,7 @@ int run(int argc, char** argv) {
   options.overlap_after = std::chrono::microseconds(
       flags.size("--overlap-after-us", nullptr,
                  static_cast<std::size_t>(quiver::mpi::Options{}.overlap_after.count())));
+  const auto array_mib = flags.size("--array-mib", nullptr, 256);
   const bool header = !flags.present("--no-header");
   flags.finish();
 
@@ -300,6 +305,48 @@ int run(int argc, char** argv) {
   double direct_many = 0;
   if (rank == 0) direct_many = qb::time_once([&] { cache.local()->load_many(digests); });
   idle_barrier();
+
+  // 4. load_value_into of one large array: rank 1 receives it from rank 0 straight into its
+  // own vector (no buffer of the cache's, no copy); rank 0's own call loads it from the real
+  // cache and copies it in.
+  if (array_mib > 0) {
+    const std::size_t elements = array_mib << 17;  // doubles
+    quiver::Call big("bench.mpi.array", "1");
+    big.arg("mib", static_cast<std::int64_t>(array_mib));
+    if (rank == 0)
+      cache.save(big, quiver::Value(quiver::Array::from(std::vector<double>(elements, 0.5))));
+    std::vector<double> into(rank <= 1 ? elements : 0);  // allocated and touched beforehand
+    const quiver::ArrayDestinations where{{"", quiver::ArrayInto::of(std::span(into))}};
+    std::vector<double> own, through, grew;
+    for (int rep = 0; rep < 3; ++rep) {
+      idle_barrier();
+      if (rank == 0)
+        own.push_back(qb::time_once([&] { cache.load_value_into(big.digest(), where); }));
+      idle_barrier();
+      if (rank == 1) {
+        qb::reset_peak_rss(getpid());
+        const auto before = qb::peak_rss(getpid());
+        through.push_back(qb::time_once([&] { cache.load_value_into(big.digest(), where); }));
+        grew.push_back(static_cast<double>(qb::peak_rss(getpid()) - before));
+      }
+    }
+    idle_barrier();
+    const auto grew_on_1 = samples_from(1, grew);
+    const auto through_samples = samples_from(1, through);
+    if (rank == 0) {
+      qb::Samples own_samples;
+      for (double t : own) own_samples.add(t);
+      auto row =
+          qb::latency_row("mpi (" + label + "): load_value_into of " + std::to_string(array_mib) +
+                              " MiB, rank 1 through rank 0 vs rank 0 direct",
+                          through_samples, own_samples);
+      char peak[96];
+      std::snprintf(peak, sizeof peak, ", rank 1's peak memory +%.0f MiB",
+                    grew_on_1.percentile(100) / double(1u << 20));
+      row.measured += peak;
+      rows.push_back(std::move(row));
+    }
+  }
 
   if (rank == 0) {
     rows.push_back({"mpi (" + label + "): collective load_many, " + std::to_string(keys) +

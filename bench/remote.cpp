@@ -237,22 +237,6 @@ void throughput_rows(quiver::SshCache& cache, std::uint64_t rounds, std::uint64_
       1 / batched.median(), seq_rate));
 }
 
-/// VmHWM of pid in bytes.
-std::uint64_t peak_rss(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  for (std::string line; std::getline(in, line);)
-    if (line.rfind("VmHWM:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
-  throw StoreError("no VmHWM", "/proc/" + std::to_string(pid) + "/status");
-}
-
-/// Resets pid's VmHWM to its current RSS.
-void reset_peak_rss(pid_t pid) {
-  const std::string path = "/proc/" + std::to_string(pid) + "/clear_refs";
-  std::ofstream out(path);
-  out << "5";
-  if (!out) throw StoreError("cannot reset the peak RSS (needs Linux >= 4.0 and permission)", path);
-}
-
 std::uint64_t checksum(const quiver::Buffer& b) {
   std::uint64_t h = 1469598103934665603u;
   const auto* p = b.data();
@@ -323,12 +307,12 @@ void transfer_rows(quiver::SshCache& cache, const Remote& remote, std::uint64_t 
       });
       save_floor.add(t_floor);
       cache.evict(digest);
-      reset_peak_rss(self);
-      reset_peak_rss(server);
+      qb::reset_peak_rss(self);
+      qb::reset_peak_rss(server);
       const double t = qb::time_once([&] { cache.save(entry); });
       save_s.add(t);
-      save_client.push_back(static_cast<double>(peak_rss(self)));
-      save_server.push_back(static_cast<double>(peak_rss(server)));
+      save_client.push_back(static_cast<double>(qb::peak_rss(self)));
+      save_server.push_back(static_cast<double>(qb::peak_rss(server)));
       std::cerr << "  save rep " << r + 1 << ": ssh cat " << qb::format_duration(t_floor)
                 << ", quiver " << qb::format_duration(t) << "\n";
     }
@@ -347,13 +331,13 @@ void transfer_rows(quiver::SshCache& cache, const Remote& remote, std::uint64_t 
     });
     head.close();
     load_floor.add(t_floor);
-    reset_peak_rss(self);
-    reset_peak_rss(server);
+    qb::reset_peak_rss(self);
+    qb::reset_peak_rss(server);
     std::optional<quiver::Value> v;
     const double t = qb::time_once([&] { v = cache.load_value(digest); });
     load_s.add(t);
-    load_client.push_back(static_cast<double>(peak_rss(self)));
-    load_server.push_back(static_cast<double>(peak_rss(server)));
+    load_client.push_back(static_cast<double>(qb::peak_rss(self)));
+    load_server.push_back(static_cast<double>(qb::peak_rss(server)));
     if (r == 0 && (!v || checksum(v->as_array().buffer()) != sum))
       throw StoreError("the loaded array differs from the saved one", "bench_remote");
     std::cerr << "  load rep " << r + 1 << ": ssh head " << qb::format_duration(t_floor)
