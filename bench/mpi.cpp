@@ -46,7 +46,7 @@ Measures quiver::mpi::Cache over a server subprocess and prints a markdown table
   --progress-threads N  quiver::mpi::Options::progress_threads (default: the library's)
   --overlap-after-us N  quiver::mpi::Options::overlap_after in microseconds (default: the
                 library's; 0: every round overlaps, as before it existed)
-  --array-mib N size of the array of the load_value_into rows (default 256; 0: none)
+  --array-mib N size of the array of the load_value_into row (default 256; 0: none)
   --no-header   print the table rows without the header line
 )";
 

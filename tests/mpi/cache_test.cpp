@@ -3,7 +3,6 @@
 #include <gmock/gmock.h>
 #include <spdlog/sinks/ostream_sink.h>
 
-#include <fstream>
 #include <quiver/core/log.hpp>
 #include <quiver/mpi/cache.hpp>
 #include <sstream>
@@ -11,6 +10,7 @@
 #include <thread>
 
 #include "mpi_testing.hpp"
+#include "soak/soak.hpp"
 
 namespace quiver::mpi {
 namespace {
@@ -244,18 +244,6 @@ constexpr bool kSanitized = true;
 constexpr bool kSanitized = false;
 #endif
 
-// Resident memory at its peak since the last reset_peak_rss(), in KiB (Linux).
-long long peak_rss_kib() {
-  std::ifstream status("/proc/self/status");
-  for (std::string line; std::getline(status, line);)
-    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6));
-  ADD_FAILURE() << "no VmHWM in /proc/self/status";
-  return 0;
-}
-void reset_peak_rss() {
-  std::ofstream("/proc/self/clear_refs") << "5";
-}
-
 // load_value_into on every rank. On the other ranks the array is received from rank 0's
 // messages straight into the caller's vector: the peak resident memory does not grow by
 // another copy of it. A destination that does not fit is a TypeError naming the path, and
@@ -273,10 +261,10 @@ TEST_P(MpiCacheTest, LoadValueIntoReceivesTheArrayInPlace) {
   }
   MPI_Barrier(MPI_COMM_WORLD);
   std::vector<double> t(kElements);
-  reset_peak_rss();
-  const auto before = peak_rss_kib();
+  quiver::testing::reset_peak_rss("self");
+  const auto before = quiver::testing::peak_rss_kib("self");
   auto v = cache->load_value_into(call.digest(), {{"T", ArrayInto::of(std::span(t))}});
-  const auto grew = peak_rss_kib() - before;
+  const auto grew = quiver::testing::peak_rss_kib("self") - before;
   ASSERT_TRUE(v);
   EXPECT_EQ(v->as_map().at("steps"), Value(std::int64_t{3}));
   EXPECT_EQ(v->as_map().at("T").as_array().buffer().data(), reinterpret_cast<std::byte*>(t.data()));

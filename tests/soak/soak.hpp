@@ -27,12 +27,28 @@ inline double soak_seconds(double default_seconds = 60) {
   return default_seconds;
 }
 
-/// VmRSS of process pid ("self" for this one) in KiB (-1 when it cannot be read).
-inline std::int64_t rss_kib(const std::string& pid) {
+/// The field ("VmRSS:", "VmHWM:") of process pid's status ("self": this one) in KiB (-1 when
+/// it cannot be read).
+inline std::int64_t status_kib(const std::string& pid, const std::string& field) {
   std::ifstream in("/proc/" + pid + "/status");
   for (std::string line; std::getline(in, line);)
-    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6));
+    if (line.rfind(field, 0) == 0) return std::stoll(line.substr(field.size()));
   return -1;
+}
+
+/// VmRSS of process pid ("self" for this one) in KiB (-1 when it cannot be read).
+inline std::int64_t rss_kib(const std::string& pid) {
+  return status_kib(pid, "VmRSS:");
+}
+
+/// Peak resident memory of pid since its last reset_peak_rss (VmHWM) in KiB.
+inline std::int64_t peak_rss_kib(const std::string& pid) {
+  return status_kib(pid, "VmHWM:");
+}
+
+/// Resets pid's peak resident memory to its current one (Linux >= 4.0).
+inline void reset_peak_rss(const std::string& pid) {
+  std::ofstream("/proc/" + pid + "/clear_refs") << "5";
 }
 
 /// Number of live processes whose parent is this process (a scan of /proc).
