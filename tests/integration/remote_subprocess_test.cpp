@@ -22,6 +22,7 @@
 #include <set>
 #include <thread>
 
+#include "soak/soak.hpp"
 #include "testing/testing.hpp"
 
 namespace quiver {
@@ -334,6 +335,107 @@ TEST_F(RemoteSubprocess, ServerKilledMidCallFailsEveryPendingCallThenReconnectWo
   EXPECT_NE(cache.pid(), pid);
   EXPECT_EQ(cache.stats().connects, 2u);
   EXPECT_TRUE(gone(pid));
+}
+
+/// A map holding a 64 MiB array of double at "T" and an integer at "steps", stored directly.
+Entry big_map(Hdf5Store& store) {
+  Value::Map m;
+  m["T"] = Value(testing::ramp(std::size_t{8} << 20, 7.0));
+  m["steps"] = Value(std::int64_t{3});
+  auto e = Entry::make(Call("big.map", "1"), Value(std::move(m)));
+  store.save(e);
+  return e;
+}
+
+TEST_F(RemoteSubprocess, LoadValueIntoReceivesTheArrayStraightIntoTheCallersMemory) {
+  auto store = direct();
+  const auto e = big_map(store);
+  SshCache cache(options());
+  cache.connect();
+  std::vector<double> t(std::size_t{8} << 20);
+  testing::reset_peak_rss("self");
+  const auto before = testing::peak_rss_kib("self");
+  auto v = cache.load_value_into(e.digest, {{"T", ArrayInto::of(std::span(t))}});
+  const auto grew = testing::peak_rss_kib("self") - before;
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->as_map().at("steps"), Value(std::int64_t{3}));
+  EXPECT_EQ(v->as_map().at("T").as_array().buffer().data(), reinterpret_cast<std::byte*>(t.data()));
+  EXPECT_EQ(v->as_map().at("T").as_array(), e.result.as_map().at("T").as_array());
+  if (!testing::kSanitized) {  // a copy would raise the peak by the whole 64 MiB
+    EXPECT_LT(grew, static_cast<std::int64_t>(t.size() * sizeof(double) / 2 / 1024))
+        << "the peak grew by " << grew << " KiB";
+  }
+  // A destination that does not fit is reported by its path; the connection stays good.
+  std::vector<float> wrong(t.size());
+  EXPECT_TRUE(has(error_of<TypeError>([&] {
+                    cache.load_value_into(e.digest, {{"T", ArrayInto::of(std::span(wrong))}});
+                  }),
+                  "'T'"));
+  EXPECT_TRUE(cache.contains(e.digest));
+  EXPECT_FALSE(cache.load_value_into(entry(2).digest, {{"T", ArrayInto::of(std::span(t))}}));
+  EXPECT_EQ(cache.stats().connects, 1u);
+}
+
+TEST_F(RemoteSubprocess, AStackReceivesARemoteHitIntoTheCallersMemoryAndPromotesIt) {
+  auto store = direct();
+  const auto e = big_map(store);
+  Hdf5StoreOptions local;
+  local.root = dir / "local";
+  local.fsync = false;
+  std::vector<std::unique_ptr<Cache>> layers;
+  layers.push_back(std::make_unique<Hdf5Store>(local));
+  layers.push_back(std::make_unique<SshCache>(options()));
+  CacheStack stack(std::move(layers));
+  dynamic_cast<SshCache&>(*stack.layers()[1]).connect();
+  std::vector<double> t(std::size_t{8} << 20);
+  testing::reset_peak_rss("self");
+  const auto before = testing::peak_rss_kib("self");
+  auto v = stack.load_value_into(e.digest, {{"T", ArrayInto::of(std::span(t))}});
+  const auto grew = testing::peak_rss_kib("self") - before;
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->as_map().at("T").as_array().buffer().data(), reinterpret_cast<std::byte*>(t.data()));
+  EXPECT_EQ(v->as_map().at("T").as_array(), e.result.as_map().at("T").as_array());
+  if (!testing::kSanitized) {  // the entry is received and promoted from the caller's memory
+    EXPECT_LT(grew, static_cast<std::int64_t>(t.size() * sizeof(double) / 2 / 1024))
+        << "the peak grew by " << grew << " KiB";
+  }
+  t.assign(t.size(), -1.0);  // the promoted entry does not depend on that memory
+  auto promoted = Hdf5Store(local).load(e.digest);
+  ASSERT_TRUE(promoted);
+  EXPECT_EQ(promoted->result, e.result);
+  EXPECT_EQ(promoted->call, e.call);
+}
+
+TEST_F(RemoteSubprocess, AReplyStallingWhileItArrivesIntoTheCallersMemoryEndsAtTheTimeout) {
+  auto store = direct();
+  const auto e = big_map(store);
+  // The server's output passes through dd: after 16 MiB (inside the 64 MiB reply) no
+  // byte reaches the client, while the stream stays open, as over a link that hangs.
+  auto o = options();
+  o.quiver =
+      script("stalling-quiver", "'" + testing::cli_path() +
+                                    "' \"$@\" | { dd bs=65536 count=16777216 iflag=count_bytes "
+                                    "status=none; exec cat >/dev/null; }\n")
+          .string();
+  o.call_timeout = 1s;
+  SshCache cache(o);
+  EXPECT_FALSE(cache.contains(entry(2).digest));
+  auto t = std::make_unique<std::vector<double>>(std::size_t{8} << 20);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto what = error_of<TimeoutError>([&] {
+    cache.load_value_into(e.digest, {{"T", ArrayInto::of(std::span(*t))}});
+  });
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 30s);
+  EXPECT_TRUE(has(what, "1 s (call_timeout)")) << what;
+  EXPECT_TRUE(has(what, "arriving into this call's memory")) << what;
+  t.reset();  // the call gave the memory back: nothing may write there any more (ASan)
+  // The rest of the reply would have gone into that memory: the connection is closed.
+  what = error_of<RemoteConnectionError>([&] { cache.contains(e.digest); });
+  EXPECT_TRUE(has(what, "closed by this client")) << what;
+  EXPECT_TRUE(has(what, "reconnect()")) << what;
+  cache.reconnect();
+  EXPECT_TRUE(cache.contains(e.digest));
+  EXPECT_EQ(cache.stats().connects, 2u);
 }
 
 TEST_F(RemoteSubprocess, AStoppedServerMakesTheCallTimeOut) {

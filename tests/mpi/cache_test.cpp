@@ -230,20 +230,6 @@ TEST_P(MpiCacheTest, OnlyRoundsSlowerThanOverlapAfterOrNotQuickOverlap) {
   }
 }
 
-// Sanitizers keep shadow memory for every allocation: resident memory says nothing there.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define QUIVER_TEST_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define QUIVER_TEST_SANITIZED 1
-#endif
-#endif
-#ifdef QUIVER_TEST_SANITIZED
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
-
 // load_value_into on every rank. On the other ranks the array is received from rank 0's
 // messages straight into the caller's vector: the peak resident memory does not grow by
 // another copy of it. A destination that does not fit is a TypeError naming the path, and
@@ -269,9 +255,24 @@ TEST_P(MpiCacheTest, LoadValueIntoReceivesTheArrayInPlace) {
   EXPECT_EQ(v->as_map().at("steps"), Value(std::int64_t{3}));
   EXPECT_EQ(v->as_map().at("T").as_array().buffer().data(), reinterpret_cast<std::byte*>(t.data()));
   EXPECT_EQ(v->as_map().at("T").as_array(), ramp(kElements, 7.0));
-  if (rank != 0 && !kSanitized) {
+  if (rank != 0 && !quiver::testing::kSanitized) {
     EXPECT_LT(grew, static_cast<long long>(kElements * sizeof(double) / 2 / 1024))
         << "rank " << rank << ": the peak grew by " << grew << " KiB";
+  }
+  // The whole entry, received into the memory the same way.
+  std::fill(t.begin(), t.end(), -1.0);
+  quiver::testing::reset_peak_rss("self");
+  const auto before_entry = quiver::testing::peak_rss_kib("self");
+  auto e = cache->load_into(call.digest(), {{"T", ArrayInto::of(std::span(t))}});
+  const auto grew_entry = quiver::testing::peak_rss_kib("self") - before_entry;
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->call, call);
+  EXPECT_EQ(e->result.as_map().at("T").as_array().buffer().data(),
+            reinterpret_cast<std::byte*>(t.data()));
+  EXPECT_EQ(e->result.as_map().at("T").as_array(), ramp(kElements, 7.0));
+  if (rank != 0 && !quiver::testing::kSanitized) {
+    EXPECT_LT(grew_entry, static_cast<long long>(kElements * sizeof(double) / 2 / 1024))
+        << "rank " << rank << ": the peak grew by " << grew_entry << " KiB";
   }
   std::vector<float> wrong(kElements);
   EXPECT_THAT(quiver::testing::error_of<TypeError>([&] {

@@ -46,6 +46,21 @@ inline std::int64_t peak_rss_kib(const std::string& pid) {
   return status_kib(pid, "VmHWM:");
 }
 
+// Sanitizers keep shadow memory for every allocation: resident memory says nothing there.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define QUIVER_TEST_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define QUIVER_TEST_SANITIZED 1
+#endif
+#endif
+/// True in a sanitizer build, where resident memory figures mean nothing.
+#ifdef QUIVER_TEST_SANITIZED
+inline constexpr bool kSanitized = true;
+#else
+inline constexpr bool kSanitized = false;
+#endif
+
 /// Resets pid's peak resident memory to its current one (Linux >= 4.0).
 inline void reset_peak_rss(const std::string& pid) {
   std::ofstream("/proc/" + pid + "/clear_refs") << "5";

@@ -125,7 +125,7 @@ TEST(SshCache, EveryValueKindRoundTripsAndLandsInTheRemoteUsersStore) {
   EXPECT_EQ(cache.stats().connects, 1u);
 }
 
-TEST(SshCache, ValuePastTwoGiBRoundTrips) {
+TEST(SshCache, ValuePastTwoGiBRoundTripsAndLoadsIntoCallerMemory) {
   RemoteDir dir("big");
   auto options = SshFixture::get().options(dir.write_config());
   options.cache_name = "mem";  // no disk: the point is the transfer, not the store
@@ -150,6 +150,15 @@ TEST(SshCache, ValuePastTwoGiBRoundTrips) {
   EXPECT_EQ(b.shape(), a.shape());
   EXPECT_EQ(b.dtype(), DType::uint8);
   EXPECT_TRUE(b == a);
+  loaded.reset();
+
+  // Straight into the caller's memory: the array the call returns is that memory.
+  std::vector<std::uint8_t> mine(n);
+  auto into = cache.load_value_into(e.digest, {{"", ArrayInto::of(std::span(mine))}});
+  ASSERT_TRUE(into.has_value());
+  EXPECT_EQ(into->as_array().buffer().data(), reinterpret_cast<std::byte*>(mine.data()));
+  EXPECT_TRUE(into->as_array() == a);
+  EXPECT_EQ(cache.stats().connects, 1u);
 }
 
 TEST(SshCache, WorkdirIsTheRemoteWorkingDirectory) {

@@ -100,6 +100,25 @@ TEST_P(LoadIntoTest, AnArrayResultLandsInCallerMemory) {
   EXPECT_EQ(out, stored.to_vector<double>());
 }
 
+TEST_P(LoadIntoTest, LoadIntoReturnsTheWholeEntryWithItsArraysInCallerMemory) {
+  auto cache = open();
+  const Array stored = ramp(20'001);
+  const Entry e = entry_of(Value::map({{"T", stored}, {"name", "run"}}));
+  put(*cache, e);
+  auto out = poisoned(stored.size());
+  auto got = cache->load_into(e.digest, {{"T", into(out)}});
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->digest, e.digest);
+  EXPECT_EQ(got->call, e.call);
+  EXPECT_EQ(got->meta.host, e.meta.host);
+  EXPECT_EQ(got->result["name"], Value("run"));
+  EXPECT_EQ(data_of(got->result["T"]), out.data()) << "the entry's array borrows the memory";
+  EXPECT_EQ(out, stored.to_vector<double>());
+  auto miss = poisoned(stored.size());
+  EXPECT_FALSE(cache->load_into(entry_of(Value(1), "absent").digest, {{"T", into(miss)}}));
+  EXPECT_EQ(miss, poisoned(stored.size()));
+}
+
 TEST_P(LoadIntoTest, ArraysOfNestedMapsAndListsLandWhereTheirPathsSay) {
   auto cache = open();
   const Array t = ramp(5000, 1), p = ramp(3000, 2), item = ramp(10, 3), other = ramp(700, 4);
@@ -190,7 +209,9 @@ TEST(LoadIntoStack, AHitBelowLayerZeroIsPromoted) {
   const Entry e = entry_of(Value(stored));
   stack.layers()[1]->save(e);
   auto out = poisoned(stored.size());
-  ASSERT_TRUE(stack.load_value_into(e.digest, {{"", into(out)}}));
+  auto v = stack.load_value_into(e.digest, {{"", into(out)}});
+  ASSERT_TRUE(v);
+  EXPECT_EQ(data_of(*v), out.data()) << "the lower store reads straight into the memory";
   EXPECT_EQ(out, stored.to_vector<double>());
   out.assign(out.size(), 0.0);  // the promoted copy does not borrow the caller's memory
   auto promoted = stack.layers()[0]->load_value(e.digest);

@@ -34,6 +34,23 @@ TEST(MemoryCache, LoadReturnsTheSavedEntry) {
   EXPECT_EQ(loaded->meta, e.meta);
 }
 
+TEST(MemoryCache, ASavedResultViewingCallerMemoryIsKeptAsItWasSaved) {
+  MemoryCache cache;
+  std::vector<double> field{1.0, 2.0, 3.0}, item{4.0, 5.0};
+  const auto e = Entry::make(
+      Call("view", "1"),
+      Value::map({{"T", Array::view(std::span<const double>(field))},
+                  {"history", Value::list({Array::view(std::span<const double>(item))})}}));
+  cache.save(e);
+  field.assign({-1.0, -1.0, -1.0});  // the caller reuses its memory after the save
+  item.assign({-1.0, -1.0});
+  auto loaded = cache.load_value(e.digest);
+  ASSERT_TRUE(loaded);
+  EXPECT_EQ((*loaded)["T"].as_array().to_vector<double>(), (std::vector<double>{1.0, 2.0, 3.0}));
+  EXPECT_EQ((*loaded)["history"].as_list().at(0).as_array().to_vector<double>(),
+            (std::vector<double>{4.0, 5.0}));
+}
+
 TEST(MemoryCache, LoadValueReturnsTheResult) {
   MemoryCache cache;
   auto e = entry(2);

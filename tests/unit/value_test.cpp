@@ -64,6 +64,23 @@ TEST(ValueKind, NamesAreDistinct) {
   EXPECT_EQ(kind_name(static_cast<Kind>(42)), "invalid");
 }
 
+TEST(ValueOwnBorrowed, CopiesOnlyTheBuffersThatBorrowCallerMemory) {
+  std::vector<double> mine{1.0, 2.0};
+  const Array owned = Array::from(std::vector<double>{3.0, 4.0});
+  Value v = Value::map({{"mine", Array::view(std::span<const double>(mine))},
+                        {"owned", owned},
+                        {"bytes", Bytes{Buffer::borrow(mine.data(), 8)}}});
+  v.own_borrowed();
+  EXPECT_NE(v["mine"].as_array().buffer().data(), reinterpret_cast<std::byte*>(mine.data()));
+  EXPECT_FALSE(v["mine"].as_array().buffer().borrowed());
+  EXPECT_FALSE(v["bytes"].as_bytes().data.borrowed());
+  EXPECT_EQ(v["owned"].as_array().buffer().data(), owned.buffer().data()) << "owned stays shared";
+  mine.assign({-1.0, -1.0});
+  EXPECT_EQ(v["mine"].as_array().to_vector<double>(), (std::vector<double>{1.0, 2.0}));
+  EXPECT_EQ(v["bytes"].as_bytes().data,
+            Buffer::copy_of(std::as_bytes(std::span<const double>(std::vector<double>{1.0}))));
+}
+
 TEST(ValueAccess, ScalarsReadBack) {
   EXPECT_TRUE(Value(true).as_bool());
   EXPECT_FALSE(Value(false).as_bool());

@@ -36,6 +36,8 @@ class Buffer {
   std::byte* mutable_data() noexcept { return const_cast<std::byte*>(data_); }
   std::size_t size() const noexcept { return size_; }
   bool empty() const noexcept { return size_ == 0; }
+  /// True when the bytes are memory the caller keeps alive (borrow()), not the buffer's own.
+  bool borrowed() const noexcept { return size_ > 0 && !owner_; }
   std::span<const std::byte> span() const noexcept { return {data_, size_}; }
   std::string_view view() const noexcept { return {reinterpret_cast<const char*>(data_), size_}; }
 

@@ -117,6 +117,27 @@ Value::Map& Value::as_map() {
   wrong_kind(Kind::map);
 }
 
+void Value::own_borrowed() {
+  auto own = [](Buffer& b) {
+    if (b.borrowed()) b = Buffer::copy_of(b.span());
+  };
+  std::visit(
+      [&](auto& x) {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, Array>)
+          own(x.buffer());
+        else if constexpr (std::is_same_v<T, Bytes>)
+          own(x.data);
+        else if constexpr (std::is_same_v<T, Object>)
+          own(x.blob);
+        else if constexpr (std::is_same_v<T, List>)
+          for (auto& item : x) item.own_borrowed();
+        else if constexpr (std::is_same_v<T, Map>)
+          for (auto& [key, item] : x) item.own_borrowed();
+      },
+      v_);
+}
+
 double Value::as_double() const {
   if (auto* d = std::get_if<double>(&v_)) return *d;
   if (auto* i = std::get_if<std::int64_t>(&v_)) return static_cast<double>(*i);

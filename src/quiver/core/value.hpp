@@ -184,6 +184,10 @@ class Value {
   List& as_list();
   const Map& as_map() const;
   Map& as_map();
+  /// Gives every buffer in this value that borrows caller memory (Buffer::borrow,
+  /// Array::view, arrays placed by load_value_into) a copy of its own, so that the value no
+  /// longer depends on that memory. Owned buffers stay shared.
+  void own_borrowed();
   const Object& as_object() const;
 
   /// Map lookup; throws TypeError when not a map, NotFound when key is absent.

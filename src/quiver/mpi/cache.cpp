@@ -856,6 +856,18 @@ std::optional<Value> Cache::load_value_into(const Digest& digest, const ArrayDes
   return value;
 }
 
+std::optional<Entry> Cache::load_into(const Digest& digest, const ArrayDestinations& into) {
+  if (impl_->here("load_into")) return impl_->real->load_into(digest, into);
+  auto entry = impl_->remote_then<std::optional<Entry>>(
+      Op::load,
+      [&](wire::Reader& r, std::optional<Entry>& e) {
+        if (e) wire::receive_into(r, e->result, into);
+      },
+      digest);
+  if (entry) place_arrays(entry->result, into);
+  return entry;
+}
+
 bool Cache::contains(const Digest& digest) {
   if (impl_->here("contains")) return impl_->real->contains(digest);
   return impl_->remote<bool>(Op::contains, digest);

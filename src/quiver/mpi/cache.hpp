@@ -92,6 +92,8 @@ class Cache : public quiver::Cache {
   /// into it from rank 0's messages (no copy on this rank).
   std::optional<Value> load_value_into(const Digest& digest,
                                        const ArrayDestinations& into) override;
+  /// load() received into into's memory as load_value_into is.
+  std::optional<Entry> load_into(const Digest& digest, const ArrayDestinations& into) override;
   bool contains(const Digest& digest) override;
   Digest expand(std::string_view prefix) override;
   std::string shrink(const Digest& digest) override;

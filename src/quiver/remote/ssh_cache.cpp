@@ -1,6 +1,7 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -181,6 +182,10 @@ struct SshCache::Connection {
     bool waiting = false;   // its caller sleeps on cv (it may be woken to lead)
     Done done;              // set for an asynchronous call: nobody waits on cv
     std::string_view what;  // its request type, for errors
+    // load_value_into: the caller's memory its reply's arrays are received into, and
+    // whether the reader is writing there now (the caller may not return meanwhile).
+    const ArrayDestinations* into = nullptr;
+    bool filling = false;
   };
   enum class Reading { none, caller, thread, stopped };
 
@@ -215,6 +220,8 @@ struct SshCache::Connection {
   std::size_t async_in_flight = 0;
   std::deque<std::pair<SteadyClock::time_point, std::uint64_t>> async_deadlines;
   bool closing = false, stderr_eof = false, writer_done = false;
+  std::shared_ptr<Slot> filling;  // the slot whose caller's memory is being read into
+  std::string cut;                // why this client cut the stream, when it did
   wire::HelloReply hello;
   std::optional<nlohmann::json> info;
 
@@ -281,8 +288,10 @@ struct SshCache::Connection {
   }
 
   /// Queues (or sends) m; with done, as an asynchronous call of a small reply that the
-  /// reader thread (or a reading caller) completes through done, by call_timeout.
-  std::pair<std::uint64_t, std::shared_ptr<Slot>> submit(wire::Message m, Done done = {}) {
+  /// reader thread (or a reading caller) completes through done, by call_timeout; with
+  /// into, its reply's fitting arrays are received there (the caller must wait()).
+  std::pair<std::uint64_t, std::shared_ptr<Slot>> submit(wire::Message m, Done done = {},
+                                                         const ArrayDestinations* into = nullptr) {
     std::unique_lock lk(mutex);
     if (failure) std::rethrow_exception(failure);
     auto id = next_id++;
@@ -290,6 +299,7 @@ struct SshCache::Connection {
     const bool async = static_cast<bool>(done);
     slot->done = std::move(done);
     slot->what = wire::message_type_name(wire::type_of(m));
+    slot->into = into;
     pending.emplace(id, slot);
     if (async) {
       if (async_in_flight++ == 0 && reading == Reading::none) reader_cv.notify_one();
@@ -384,7 +394,12 @@ struct SshCache::Connection {
     std::unique_lock lk(mutex);
     for (;;) {
       if (!slot.replies.empty()) break;
-      if (failure) std::rethrow_exception(failure);
+      if (failure) {
+        // The stream is lost anyway: stop a reply still arriving into this caller's memory.
+        if (slot.filling) ::shutdown(out_fd.get(), SHUT_RD);
+        slot.cv.wait(lk, [&] { return !slot.filling; });
+        std::rethrow_exception(failure);
+      }
       bool timed_out = false;
       if (reading == Reading::none && large.empty()) {
         timed_out = !read_one(lk, Reading::caller, deadline);
@@ -394,11 +409,18 @@ struct SshCache::Connection {
         slot.waiting = false;
       }
       if (timed_out && slot.replies.empty() && !failure) {
+        const bool cut_now = slot.filling;
+        if (cut_now) cut_fill(lk, slot, id, what, limit, option);
+        if (!slot.replies.empty()) break;  // it arrived whole after all
         pending.erase(id);
         if (reading == Reading::none) pass_read_token();
         throw TimeoutError("no reply to " + std::string(what) + " (request " + std::to_string(id) +
                                ") within " + seconds(limit) + " (" + std::string(option) +
-                               "); the remote may be hung, stopped or overloaded",
+                               "); the remote may be hung, stopped or overloaded" +
+                               (cut_now ? "; the reply was arriving into this call's memory, so "
+                                          "the connection was closed: call reconnect() to open "
+                                          "a new one"
+                                        : ""),
                            label);
       }
     }
@@ -406,6 +428,58 @@ struct SshCache::Connection {
     auto in = std::move(slot.replies.front());
     slot.replies.pop_front();
     return in;
+  }
+
+  /// Ends the reply being read into slot's caller memory (lk held, slot filling): stops
+  /// reading the stream, whose end then fails the connection, and waits until the reader
+  /// has left the caller's memory.
+  void cut_fill(std::unique_lock<std::mutex>& lk, Slot& slot, std::uint64_t id,
+                std::string_view what, std::chrono::milliseconds limit, std::string_view option) {
+    if (cut.empty())
+      cut = "connection closed by this client: the reply to " + std::string(what) + " (request " +
+            std::to_string(id) + ") was still arriving into the caller's memory after " +
+            seconds(limit) + " (" + std::string(option) + ")";
+    log->error("{}", cut);
+    // The peer's writes now fail, and the reader sees the end of the stream once it has
+    // read what is already buffered.
+    ::shutdown(out_fd.get(), SHUT_RD);
+    slot.cv.wait(lk, [&] { return !slot.filling; });
+  }
+
+  /// The reader's hook between a reply's skeleton and its bulk: the result of a load or
+  /// load_value reply whose caller gave memory (Slot::into) is received there.
+  void begin_fill(std::uint64_t id, wire::Reader& r, wire::Message& m) {
+    Value* result = nullptr;
+    if (auto* reply = std::get_if<wire::LoadValueReply>(&m); reply && reply->value)
+      result = &*reply->value;
+    else if (auto* entry = std::get_if<wire::LoadReply>(&m); entry && entry->entry)
+      result = &entry->entry->result;
+    if (!result) return;
+    std::lock_guard lk(mutex);
+    auto it = pending.find(id);
+    if (it == pending.end() || !it->second->into) return;
+    wire::receive_into(r, *result, *it->second->into);
+    it->second->filling = true;
+    filling = it->second;
+  }
+
+  /// After a message was read (or failed): its caller's memory is no longer written.
+  void end_fill() {
+    std::lock_guard lk(mutex);
+    if (!filling) return;
+    filling->filling = false;
+    filling->cv.notify_all();
+    filling.reset();
+  }
+
+  /// The next message, received as the read token's holder (see begin_fill).
+  std::optional<wire::Incoming> receive() {
+    struct EndFill {
+      Connection& c;
+      ~EndFill() { c.end_fill(); }
+    } end{*this};
+    return wire::receive_message(*reader, [this](std::uint64_t id, wire::Reader& r,
+                                                 wire::Message& m) { begin_fill(id, r, m); });
   }
 
   /// Takes the read token as `who` (lk held, token free), reads one message (waiting until
@@ -422,10 +496,10 @@ struct SshCache::Connection {
     bool timed_out = false;
     reader->set_deadline(deadline);
     try {
-      in = wire::receive_message(*reader);
+      in = receive();
       if (!in) broke = death("the server closed the stream");
       while (in && reader->has_buffered_message()) {
-        auto next = wire::receive_message(*reader);
+        auto next = receive();
         if (!next) break;
         more.push_back(std::move(*next));
       }
@@ -550,6 +624,12 @@ struct SshCache::Connection {
     if (is_closing())
       return std::make_exception_ptr(
           RemoteConnectionError("connection closed; call reconnect() to open a new one", label));
+    {
+      std::lock_guard lk(mutex);
+      if (!cut.empty())
+        return std::make_exception_ptr(
+            RemoteConnectionError(cut + "; call reconnect() to open a new one", label));
+    }
     std::optional<ExitStatus> st;
     {
       std::lock_guard lk(proc_mutex);
@@ -750,9 +830,9 @@ void SshCache::reconnect() {
 }
 
 template <class Reply, class Request>
-Reply SshCache::call(Request request) const {
+Reply SshCache::call(Request request, const ArrayDestinations* into) const {
   auto c = connection();
-  auto [id, slot] = c->submit(std::move(request));
+  auto [id, slot] = c->submit(std::move(request), {}, into);
   return wire::expect_reply<Reply>(c->wait(id, *slot, options_.call_timeout, "call_timeout",
                                            wire::message_type_name(Request::type)));
 }
@@ -796,6 +876,19 @@ std::optional<Entry> SshCache::load(const Digest& digest) {
 
 std::optional<Value> SshCache::load_value(const Digest& digest) {
   return call<wire::LoadValueReply>(wire::LoadValueRequest{digest}).value;
+}
+
+std::optional<Value> SshCache::load_value_into(const Digest& digest,
+                                               const ArrayDestinations& into) {
+  auto value = call<wire::LoadValueReply>(wire::LoadValueRequest{digest}, &into).value;
+  if (value) place_arrays(*value, into);
+  return value;
+}
+
+std::optional<Entry> SshCache::load_into(const Digest& digest, const ArrayDestinations& into) {
+  auto entry = call<wire::LoadReply>(wire::LoadRequest{digest}, &into).entry;
+  if (entry) place_arrays(entry->result, into);
+  return entry;
 }
 
 bool SshCache::contains(const Digest& digest) {

@@ -58,6 +58,14 @@ class SshCache : public Cache {
   void save(const Entry& entry) override;
   std::optional<Entry> load(const Digest& digest) override;
   std::optional<Value> load_value(const Digest& digest) override;
+  /// load_value whose fitting arrays are received straight into into's memory (no copy).
+  /// Should call_timeout pass while such a reply is still arriving, the connection is
+  /// closed (the rest of it would go into memory the call gives back): TimeoutError, and
+  /// the other calls in flight fail with RemoteConnectionError until reconnect().
+  std::optional<Value> load_value_into(const Digest& digest,
+                                       const ArrayDestinations& into) override;
+  /// load() received into into's memory as load_value_into is.
+  std::optional<Entry> load_into(const Digest& digest, const ArrayDestinations& into) override;
   bool contains(const Digest& digest) override;
   Digest expand(std::string_view prefix) override;
   std::string shrink(const Digest& digest) override;
@@ -107,7 +115,7 @@ class SshCache : public Cache {
   struct Connection;
   std::shared_ptr<Connection> connection() const;
   template <class Reply, class Request>
-  Reply call(Request request) const;
+  Reply call(Request request, const ArrayDestinations* into = nullptr) const;
   template <class Reply, class Request, class F>
   auto call_async(Request request, F result)
       -> std::future<decltype(result(std::declval<Reply>()))>;

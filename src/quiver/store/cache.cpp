@@ -39,6 +39,12 @@ std::optional<Value> Cache::load_value_into(const Digest& digest, const ArrayDes
   return value;
 }
 
+std::optional<Entry> Cache::load_into(const Digest& digest, const ArrayDestinations& into) {
+  auto entry = load(digest);
+  if (entry) place_arrays(entry->result, into);
+  return entry;
+}
+
 std::vector<bool> Cache::contains_many(std::span<const Digest> digests) {
   std::vector<bool> out;
   out.reserve(digests.size());

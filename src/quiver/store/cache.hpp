@@ -87,6 +87,9 @@ class Cache {
   /// other caches copy it there. Throws TypeError when a path names no array of the result or
   /// an array does not fit its destination; the destinations' contents are then unspecified.
   virtual std::optional<Value> load_value_into(const Digest& digest, const ArrayDestinations& into);
+  /// load() whose result's arrays are placed in into's memory as by load_value_into (a stack
+  /// promoting an entry from a deeper layer loads it so). Throws as load_value_into.
+  virtual std::optional<Entry> load_into(const Digest& digest, const ArrayDestinations& into);
   /// True when an entry is stored under digest.
   virtual bool contains(const Digest& digest) = 0;
   /// The unique stored digest starting with prefix (>= 4 lowercase hex chars). Throws

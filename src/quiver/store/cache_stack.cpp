@@ -77,8 +77,17 @@ void CacheStack::save_many(std::span<const Entry> entries) {
 }
 
 std::optional<Entry> CacheStack::load(const Digest& digest) {
-  for (std::size_t i = 0; i < layers_.size(); ++i) {
-    auto entry = layers_[i]->load(digest);
+  return load_entry(digest, nullptr, 0);
+}
+
+std::optional<Entry> CacheStack::load_into(const Digest& digest, const ArrayDestinations& into) {
+  return load_entry(digest, &into, 0);
+}
+
+std::optional<Entry> CacheStack::load_entry(const Digest& digest, const ArrayDestinations* into,
+                                            std::size_t from) {
+  for (std::size_t i = from; i < layers_.size(); ++i) {
+    auto entry = into ? layers_[i]->load_into(digest, *into) : layers_[i]->load(digest);
     if (!entry) continue;
     if (i > 0) promote(*layers_.front(), std::span(&*entry, 1));
     return entry;
@@ -88,30 +97,28 @@ std::optional<Entry> CacheStack::load(const Digest& digest) {
 
 std::optional<Value> CacheStack::load_value(const Digest& digest) {
   if (auto value = layers_.front()->load_value(digest)) return value;
-  return load_value_below(digest);
+  return load_value_below(digest, nullptr);
 }
 
 std::optional<Value> CacheStack::load_value_into(const Digest& digest,
                                                  const ArrayDestinations& into) {
   if (auto value = layers_.front()->load_value_into(digest, into)) return value;
-  auto value = load_value_below(digest);
-  if (value) place_arrays(*value, into);
-  return value;
+  return load_value_below(digest, &into);
 }
 
-std::optional<Value> CacheStack::load_value_below(const Digest& digest) {
-  const bool promoting = !layers_.front()->read_only();
-  for (std::size_t i = 1; i < layers_.size(); ++i) {
-    if (!promoting) {
-      if (auto value = layers_[i]->load_value(digest)) return value;
-      continue;
+std::optional<Value> CacheStack::load_value_below(const Digest& digest,
+                                                  const ArrayDestinations* into) {
+  if (layers_.front()->read_only()) {  // nothing to promote: only the results are loaded
+    for (std::size_t i = 1; i < layers_.size(); ++i) {
+      auto& layer = *layers_[i];
+      if (auto value = into ? layer.load_value_into(digest, *into) : layer.load_value(digest))
+        return value;
     }
-    if (auto entry = layers_[i]->load(digest)) {
-      promote(*layers_.front(), std::span(&*entry, 1));
-      return std::move(entry->result);
-    }
+    return std::nullopt;
   }
-  return std::nullopt;
+  auto entry = load_entry(digest, into, 1);
+  if (!entry) return std::nullopt;
+  return std::move(entry->result);
 }
 
 bool CacheStack::contains(const Digest& digest) {

@@ -30,6 +30,7 @@ class CacheStack : public Cache {
   std::optional<Value> load_value(const Digest& digest) override;
   std::optional<Value> load_value_into(const Digest& digest,
                                        const ArrayDestinations& into) override;
+  std::optional<Entry> load_into(const Digest& digest, const ArrayDestinations& into) override;
   bool contains(const Digest& digest) override;
   Digest expand(std::string_view prefix) override;
   std::string shrink(const Digest& digest) override;
@@ -45,8 +46,12 @@ class CacheStack : public Cache {
   const std::vector<std::unique_ptr<Cache>>& layers() const noexcept { return layers_; }
 
  private:
-  // The result from the first layer below layer 0 that has it, promoted into layer 0.
-  std::optional<Value> load_value_below(const Digest& digest);
+  /// The entry of the first layer from `from` on holding digest (promoted into layer 0), its
+  /// arrays placed in into's memory when into is set.
+  std::optional<Entry> load_entry(const Digest& digest, const ArrayDestinations* into,
+                                  std::size_t from);
+  /// The result from the layers below layer 0 (promoted into it), placed as by load_entry.
+  std::optional<Value> load_value_below(const Digest& digest, const ArrayDestinations* into);
 
   std::vector<std::unique_ptr<Cache>> layers_;
   std::vector<bool> write_through_;

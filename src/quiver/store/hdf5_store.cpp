@@ -231,10 +231,15 @@ std::optional<Value> Hdf5Store::load_value(const Digest& digest) {
 
 std::optional<Value> Hdf5Store::load_value_into(const Digest& digest,
                                                 const ArrayDestinations& into) {
-  auto e = impl_->read(digest, h5::Parts::everything, &into);
+  auto e = load_into(digest, into);
   if (!e) return std::nullopt;
-  place_arrays(e->result, into);  // checks that every path was an array of the result
   return std::move(e->result);
+}
+
+std::optional<Entry> Hdf5Store::load_into(const Digest& digest, const ArrayDestinations& into) {
+  auto e = impl_->read(digest, h5::Parts::everything, &into);
+  if (e) place_arrays(e->result, into);  // checks that every path was an array of the result
+  return e;
 }
 
 bool Hdf5Store::contains(const Digest& digest) {

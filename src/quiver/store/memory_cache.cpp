@@ -20,8 +20,10 @@ void MemoryCache::save(const Entry& entry) {
   if (entry.call.digest() != entry.digest)
     throw InvalidArgument("digest " + entry.digest.hex() + " does not match the call",
                           std::string(kMemoryWhere));
+  Entry own = entry;
+  own.result.own_borrowed();  // kept past the caller's memory
   std::lock_guard lock(mutex_);
-  entries_.insert_or_assign(entry.digest, entry);
+  entries_.insert_or_assign(entry.digest, std::move(own));
 }
 
 std::optional<Entry> MemoryCache::load(const Digest& digest) {

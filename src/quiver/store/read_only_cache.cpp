@@ -39,6 +39,10 @@ std::optional<Value> ReadOnlyCache::load_value_into(const Digest& digest,
   return inner_->load_value_into(digest, into);
 }
 
+std::optional<Entry> ReadOnlyCache::load_into(const Digest& digest, const ArrayDestinations& into) {
+  return inner_->load_into(digest, into);
+}
+
 bool ReadOnlyCache::contains(const Digest& digest) {
   return inner_->contains(digest);
 }

@@ -20,6 +20,7 @@ class ReadOnlyCache : public Cache {
   std::optional<Value> load_value(const Digest& digest) override;
   std::optional<Value> load_value_into(const Digest& digest,
                                        const ArrayDestinations& into) override;
+  std::optional<Entry> load_into(const Digest& digest, const ArrayDestinations& into) override;
   bool contains(const Digest& digest) override;
   Digest expand(std::string_view prefix) override;
   std::string shrink(const Digest& digest) override;

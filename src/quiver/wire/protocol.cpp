@@ -264,6 +264,10 @@ class FrameSource final : public BodySource {
 }  // namespace
 
 std::optional<Incoming> receive_message(FrameReader& in) {
+  return receive_message(in, {});
+}
+
+std::optional<Incoming> receive_message(FrameReader& in, const AfterSkeleton& after_skeleton) {
   auto start = in.offset();
   auto head = in.next_header();
   if (!head) return std::nullopt;
@@ -276,7 +280,10 @@ std::optional<Incoming> receive_message(FrameReader& in) {
                           kWhere);
     Incoming msg;
     msg.request_id = head->request_id;
-    read_body(source, in.limits(), [&](Reader& r) { msg.message = decode_message(*type, r); });
+    read_body(source, in.limits(), [&](Reader& r) {
+      msg.message = decode_message(*type, r);
+      if (after_skeleton) after_skeleton(msg.request_id, r, msg.message);
+    });
     return msg;
   } catch (const ProtocolError& e) {
     if (in.broken()) throw;

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <quiver/core/version.hpp>
 #include <quiver/wire/codec.hpp>
@@ -340,6 +341,11 @@ class MalformedMessage : public ProtocolError {
 /// reading fails. After any error other than MalformedMessage, or a timeout inside a
 /// message, the reader is broken.
 std::optional<Incoming> receive_message(FrameReader& in);
+/// Called once a message's skeleton is decoded, before its bulk is read: it may retarget
+/// the bulk (Reader::retarget, receive_into) into memory of its own.
+using AfterSkeleton = std::function<void(std::uint64_t request_id, Reader& r, Message& m)>;
+/// receive_message, calling after_skeleton (if set) between the skeleton and the bulk.
+std::optional<Incoming> receive_message(FrameReader& in, const AfterSkeleton& after_skeleton);
 
 /// The greeting, and the bytes that came before it.
 struct GreetingScan {
