@@ -281,8 +281,8 @@ void transfer_rows(quiver::SshCache& cache, const Remote& remote, std::uint64_t 
   nbytes = elements * 8;
   std::uint64_t sum = 0;
   quiver::Digest digest;
-  qb::Samples save_s, save_floor, load_s, load_floor;
-  std::vector<double> save_client, save_server, load_client, load_server;
+  qb::Samples save_s, save_floor, load_s, load_floor, into_s, into_floor;
+  std::vector<double> save_client, save_server, load_client, load_server, into_client;
   {
     quiver::Array a(quiver::DType::uint64, {elements});
     auto v = a.as_mutable<std::uint64_t>();
@@ -317,7 +317,9 @@ void transfer_rows(quiver::SshCache& cache, const Remote& remote, std::uint64_t 
                 << ", quiver " << qb::format_duration(t) << "\n";
     }
   }  // the client drops its array: load starts from nothing
-  for (std::uint64_t r = 0; r < reps; ++r) {
+  // The floor of a load: nbytes from ssh host head -c N /dev/zero (connected beforehand)
+  // read into memory, into a fresh buffer (dst null) or into dst.
+  auto head_floor = [&](std::byte* dst) {
     auto head = quiver::Process::spawn(
         ssh_argv(remote.ssh_options, remote.host,
                  "echo ready; read go; exec head -c " + std::to_string(nbytes) + " /dev/zero"),
@@ -326,10 +328,15 @@ void transfer_rows(quiver::SshCache& cache, const Remote& remote, std::uint64_t 
     const double t_floor = qb::time_once([&] {
       qb::write_all(head.stdin_fd().get(), std::as_bytes(std::span<const char>("go\n", 3)),
                     "ssh head stdin");
-      auto b = quiver::Buffer::allocate(nbytes);
-      qb::read_all(head.stdout_fd().get(), std::span(b.mutable_data(), nbytes), "ssh head stdout");
+      quiver::Buffer b;
+      if (!dst) dst = (b = quiver::Buffer::allocate(nbytes)).mutable_data();
+      qb::read_all(head.stdout_fd().get(), std::span(dst, nbytes), "ssh head stdout");
     });
     head.close();
+    return t_floor;
+  };
+  for (std::uint64_t r = 0; r < reps; ++r) {
+    const double t_floor = head_floor(nullptr);
     load_floor.add(t_floor);
     qb::reset_peak_rss(self);
     qb::reset_peak_rss(server);
@@ -343,6 +350,29 @@ void transfer_rows(quiver::SshCache& cache, const Remote& remote, std::uint64_t 
     std::cerr << "  load rep " << r + 1 << ": ssh head " << qb::format_duration(t_floor)
               << ", quiver " << qb::format_duration(t) << "\n";
   }
+  {
+    // The memory a simulation already has for its field, touched: load_value_into receives
+    // the array there; the floor reads ssh head's bytes into the same memory.
+    std::vector<std::uint64_t> field(elements, 1);
+    auto* dst = reinterpret_cast<std::byte*>(field.data());
+    for (std::uint64_t r = 0; r < reps; ++r) {
+      const double t_floor = head_floor(dst);
+      into_floor.add(t_floor);
+      qb::reset_peak_rss(self);
+      std::optional<quiver::Value> v;
+      const double t = qb::time_once([&] {
+        v = cache.load_value_into(digest, {{"", quiver::ArrayInto::of(std::span(field))}});
+      });
+      into_s.add(t);
+      into_client.push_back(static_cast<double>(qb::peak_rss(self)));
+      if (r == 0 &&
+          (!v || checksum(v->as_array().buffer()) != sum || v->as_array().buffer().data() != dst))
+        throw StoreError("load_value_into did not receive the array into the field",
+                         "bench_remote");
+      std::cerr << "  load_value_into rep " << r + 1 << ": ssh head "
+                << qb::format_duration(t_floor) << ", quiver " << qb::format_duration(t) << "\n";
+    }
+  }
   char size[32];
   std::snprintf(size, sizeof size, "%.3g GiB", static_cast<double>(nbytes) / double(1u << 30));
   rows.push_back(qb::throughput_row(
@@ -351,10 +381,15 @@ void transfer_rows(quiver::SshCache& cache, const Remote& remote, std::uint64_t 
   rows.push_back(qb::throughput_row(std::string("load ") + size + " over " + label +
                                         " (vs ssh host head -c N /dev/zero, fresh buffer)",
                                     nbytes, load_s.median(), load_floor.median(), kTransferGoal));
+  rows.push_back(qb::throughput_row(std::string("load_value_into ") + size + " over " + label +
+                                        " (vs ssh host head -c N /dev/zero into the same memory)",
+                                    nbytes, into_s.median(), into_floor.median(), kTransferGoal));
   rows.push_back(memory_row("peak RSS during save, client", save_client, nbytes));
   rows.push_back(memory_row("peak RSS during save, server (memory cache)", save_server, nbytes));
   rows.push_back(memory_row("peak RSS during load, client", load_client, nbytes));
   rows.push_back(memory_row("peak RSS during load, server (memory cache)", load_server, nbytes));
+  rows.push_back(memory_row("peak RSS during load_value_into, client (its destination included)",
+                            into_client, nbytes));
 }
 
 std::string write_memory_config(const fs::path& dir) {
