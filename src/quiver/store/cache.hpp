@@ -83,9 +83,10 @@ class Cache {
   /// Only the result, or nullopt on a miss.
   virtual std::optional<Value> load_value(const Digest& digest) = 0;
   /// The result, or nullopt on a miss, with each array at a path of into placed in that
-  /// caller memory (the returned Value borrows it): an HDF5 store reads it there directly,
-  /// other caches copy it there. Throws TypeError when a path names no array of the result or
-  /// an array does not fit its destination; the destinations' contents are then unspecified.
+  /// caller memory (the returned Value borrows it): HDF5 stores, remote and MPI caches read
+  /// or receive it there directly, the memory cache copies it there. Throws TypeError when a
+  /// path names no array of the result or an array does not fit its destination; the
+  /// destinations' contents are then unspecified.
   virtual std::optional<Value> load_value_into(const Digest& digest, const ArrayDestinations& into);
   /// load() whose result's arrays are placed in into's memory as by load_value_into (a stack
   /// promoting an entry from a deeper layer loads it so). Throws as load_value_into.
