@@ -220,8 +220,7 @@ struct SshCache::Connection {
   std::size_t async_in_flight = 0;
   std::deque<std::pair<SteadyClock::time_point, std::uint64_t>> async_deadlines;
   bool closing = false, stderr_eof = false, writer_done = false;
-  std::shared_ptr<Slot> filling;  // the slot whose caller's memory is being read into
-  std::string cut;                // why this client cut the stream, when it did
+  std::string cut;  // why this client cut the stream, when it did
   wire::HelloReply hello;
   std::optional<nlohmann::json> info;
 
@@ -396,8 +395,7 @@ struct SshCache::Connection {
       if (!slot.replies.empty()) break;
       if (failure) {
         // The stream is lost anyway: stop a reply still arriving into this caller's memory.
-        if (slot.filling) ::shutdown(out_fd.get(), SHUT_RD);
-        slot.cv.wait(lk, [&] { return !slot.filling; });
+        if (slot.filling) stop_fill(lk, slot);
         std::rethrow_exception(failure);
       }
       bool timed_out = false;
@@ -440,46 +438,51 @@ struct SshCache::Connection {
             std::to_string(id) + ") was still arriving into the caller's memory after " +
             seconds(limit) + " (" + std::string(option) + ")";
     log->error("{}", cut);
-    // The peer's writes now fail, and the reader sees the end of the stream once it has
-    // read what is already buffered.
+    stop_fill(lk, slot);
+  }
+
+  /// Stops reading the stream (lk held, slot filling) and waits until the reader has left
+  /// slot's caller memory: the peer's writes now fail, and the reader sees the end of the
+  /// stream once it has read what is already buffered.
+  void stop_fill(std::unique_lock<std::mutex>& lk, Slot& slot) {
     ::shutdown(out_fd.get(), SHUT_RD);
     slot.cv.wait(lk, [&] { return !slot.filling; });
   }
 
   /// The reader's hook between a reply's skeleton and its bulk: the result of a load or
-  /// load_value reply whose caller gave memory (Slot::into) is received there.
-  void begin_fill(std::uint64_t id, wire::Reader& r, wire::Message& m) {
+  /// load_value reply whose caller gave memory (Slot::into) is received there. Returns that
+  /// caller's slot, now filling, or null.
+  std::shared_ptr<Slot> begin_fill(std::uint64_t id, wire::Reader& r, wire::Message& m) {
     Value* result = nullptr;
     if (auto* reply = std::get_if<wire::LoadValueReply>(&m); reply && reply->value)
       result = &*reply->value;
     else if (auto* entry = std::get_if<wire::LoadReply>(&m); entry && entry->entry)
       result = &entry->entry->result;
-    if (!result) return;
+    if (!result) return nullptr;
     std::lock_guard lk(mutex);
     auto it = pending.find(id);
-    if (it == pending.end() || !it->second->into) return;
+    if (it == pending.end() || !it->second->into) return nullptr;
     wire::receive_into(r, *result, *it->second->into);
     it->second->filling = true;
-    filling = it->second;
+    return it->second;
   }
 
-  /// After a message was read (or failed): its caller's memory is no longer written.
-  void end_fill() {
-    std::lock_guard lk(mutex);
-    if (!filling) return;
-    filling->filling = false;
-    filling->cv.notify_all();
-    filling.reset();
-  }
-
-  /// The next message, received as the read token's holder (see begin_fill).
+  /// The next message, received as the read token's holder (see begin_fill). Once it is read
+  /// (or failed), the memory of a caller it filled is no longer written, and that caller may go.
   std::optional<wire::Incoming> receive() {
     struct EndFill {
       Connection& c;
-      ~EndFill() { c.end_fill(); }
-    } end{*this};
-    return wire::receive_message(*reader, [this](std::uint64_t id, wire::Reader& r,
-                                                 wire::Message& m) { begin_fill(id, r, m); });
+      std::shared_ptr<Slot> slot;
+      ~EndFill() {
+        if (!slot) return;  // the usual case: no caller memory, no lock
+        std::lock_guard lk(c.mutex);
+        slot->filling = false;
+        slot->cv.notify_all();
+      }
+    } end{*this, nullptr};
+    return wire::receive_message(*reader, [&](std::uint64_t id, wire::Reader& r, wire::Message& m) {
+      end.slot = begin_fill(id, r, m);
+    });
   }
 
   /// Takes the read token as `who` (lk held, token free), reads one message (waiting until
