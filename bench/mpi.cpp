@@ -2,6 +2,7 @@
 // is a server subprocess (`quiver serve --stdio`) over an HDF5 store, so every call on it is
 // a remote round trip, as with ssh minus the network.
 //   contains, rank 1 through rank 0  vs  rank 0's direct contains (per call, goal <= 1.5x)
+//   what the hop through rank 0 adds  vs  a bare MPI round trip between the same ranks
 //   contains, all ranks at once      vs  one rank's sequential round trips (calls/s, >= 3x)
 //   collective load_many, 1000 keys  costs one remote round trip (counted)
 //   load_value_into of a large array, rank 1 through rank 0  vs  rank 0's own call (time), and
@@ -151,6 +152,47 @@ quiver::Call call_of(std::uint64_t i) {
   return c;
 }
 
+// A bare MPI round trip of a contains-sized message between rank 1 and a thread of rank 0,
+// both polling as quiver's waiting threads do (probe, yield): what the hop through rank 0
+// costs on this machine before quiver does anything. Rank 0's thread answers `calls`
+// messages; rank 1 times each round trip into per_call.
+constexpr int kBareTag = 99;
+constexpr int kBareBytes = 48;  // about a contains request: header, length, digest
+
+void bare_wait(int source, int tag, std::vector<std::byte>& into) {
+  for (;;) {
+    int found = 0;
+    MPI_Message m;
+    MPI_Status st;
+    MPI_Improbe(source, tag, MPI_COMM_WORLD, &found, &m, &st);
+    if (found) {
+      MPI_Mrecv(into.data(), kBareBytes, MPI_BYTE, &m, MPI_STATUS_IGNORE);
+      return;
+    }
+    sched_yield();
+  }
+}
+
+std::thread bare_server(std::uint64_t calls) {
+  return std::thread([calls] {
+    std::vector<std::byte> buf(kBareBytes);
+    for (std::uint64_t i = 0; i < calls; ++i) {
+      bare_wait(1, kBareTag, buf);
+      MPI_Send(buf.data(), kBareBytes, MPI_BYTE, 1, kBareTag, MPI_COMM_WORLD);
+    }
+  });
+}
+
+void bare_client(std::uint64_t calls, std::vector<double>& per_call) {
+  std::vector<std::byte> buf(kBareBytes);
+  for (std::uint64_t i = 0; i < calls; ++i) {
+    const auto t0 = qb::SteadyClock::now();
+    MPI_Send(buf.data(), kBareBytes, MPI_BYTE, 0, kBareTag, MPI_COMM_WORLD);
+    bare_wait(0, kBareTag, buf);
+    per_call.push_back(qb::seconds_since(t0));
+  }
+}
+
 double median_of(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0 : v[v.size() / 2];
@@ -239,17 +281,23 @@ int run(int argc, char** argv) {
     const std::string remote =
         added ? label + " + " + std::to_string(added) + " us latency" : label;
     // 1. Per-call latency: rank 1 through rank 0 against rank 0 directly.
-    std::vector<double> direct, through;
+    std::vector<double> direct, through, bare;
     const auto latency_before = cache.stats();
     for (std::uint64_t b = 0; b < blocks; ++b) {
       if (rank == 0) contains_loop(&direct);
       idle_barrier();
       if (rank == 1) contains_loop(&through);
       idle_barrier();
+      std::thread answering;
+      if (rank == 0) answering = bare_server(calls);
+      if (rank == 1) bare_client(calls, bare);
+      idle_barrier();
+      if (answering.joinable()) answering.join();
     }
     const auto latency_stats = cache.stats();
     const auto direct_samples = samples_from(0, direct);
     const auto through_samples = samples_from(1, through);
+    const auto bare_samples = samples_from(1, bare);
 
     // 2. Aggregate throughput: every rank at once (coalesced on rank 0) against rank 0 alone.
     std::vector<double> alone_rates, all_rates;
@@ -274,6 +322,15 @@ int run(int argc, char** argv) {
       rows.back().measured +=
           ", " + percent_overlapped(latency_stats.overlapped - latency_before.overlapped,
                                     latency_stats.rounds - latency_before.rounds);
+      // What the hop adds to a call, against the bare MPI round trip it cannot avoid.
+      const double hop = through_samples.median() - direct_samples.median();
+      rows.push_back(
+          {"mpi (" + remote + "): what going through rank 0 adds vs a bare MPI round trip",
+           (hop < 0 ? "-" + qb::format_duration(-hop) : qb::format_duration(hop)) +
+               " (median through rank 0 - median direct)",
+           "median " + qb::format_duration(bare_samples.median()) +
+               " (rank 1 <-> a polling thread of rank 0, " + std::to_string(kBareBytes) + " bytes)",
+           qb::format_ratio(hop / bare_samples.median()), "", ""});
       const double ratio = median_of(all_rates) / median_of(alone_rates);
       char measured[160], floor[96];
       std::snprintf(measured, sizeof measured,
