@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -191,6 +192,77 @@ TEST_F(RunTest, AnOutputTheCommandDidNotWriteIsAnErrorAndNothingIsStored) {
   EXPECT_EQ(entries(), 0u);
 }
 
+TEST_F(RunTest, AnOutputLeftFromAnEarlierRunThatTheCommandDidNotRewriteIsAnError) {
+  spit(out, "stale from an earlier job\n");
+  auto r = run("true");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_EQ(runs(marker), 1);
+  EXPECT_NE(r.err.find(out.string()), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("existed before"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("not rewritten"), std::string::npos) << r.err;
+  EXPECT_EQ(entries(), 0u);
+  EXPECT_EQ(slurp(out), "stale from an earlier job\n") << "quiver leaves it alone";
+}
+
+TEST_F(RunTest, AnExistingOutputTheCommandRewritesIsStoredEvenWithTheSameBytes) {
+  // The old modification time makes the rewrite visible whatever the timestamp granularity.
+  const auto old_time = fs::file_time_type::clock::now() - std::chrono::hours(24);
+  spit(out, "same\n");
+  fs::last_write_time(out, old_time);
+  ASSERT_EQ(run("printf 'same\\n' > '" + out.string() + "'").status, 0);
+  EXPECT_EQ(entries(), 1u);
+  // Replaced by a rename (a new inode) with the same size and an old modification time.
+  const fs::path b = dir / "b.dat", b_new = dir / "b.new";
+  spit(b, "old\n");
+  spit(b_new, "new\n");
+  fs::last_write_time(b, old_time);
+  fs::last_write_time(b_new, old_time);
+  auto r = run("mv '" + b_new.string() + "' '" + b.string() + "'; echo y > '" + out.string() + "'",
+               {"--output", b.string()});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(entries(), 2u);
+}
+
+TEST_F(RunTest, AHitCreatesTheMissingDirectoriesOfItsOutputs) {
+  const fs::path sub = dir / "job" / "out", x = sub / "x0.5.dat";
+  const std::string script = "mkdir -p '" + sub.string() + "' && echo data > '" + x.string() +
+                             "' && echo main > '" + out.string() + "'";
+  ASSERT_EQ(run(script, {"--output", x.string()}).status, 0);
+  fs::remove_all(dir / "job");  // a fresh job directory, as on another node
+  fs::remove(out);
+  auto hit = run(script, {"--output", x.string()});
+  ASSERT_EQ(hit.status, 0) << hit.err;
+  EXPECT_EQ(runs(marker), 1) << "a hit must not run the command";
+  EXPECT_EQ(slurp(x), "data\n");
+  EXPECT_EQ(slurp(out), "main\n");
+}
+
+TEST_F(RunTest, AHitThatCannotWriteAnOutputRestoresNoneAndNamesThatOutput) {
+  const fs::path a = dir / "a.dat", fresh = dir / "fresh", c = fresh / "c.dat",
+                 blocked = dir / "blocked", b = blocked / "b.dat";
+  const std::string script = "mkdir -p '" + fresh.string() + "' '" + blocked.string() +
+                             "' && for f in '" + a.string() + "' '" + c.string() + "' '" +
+                             b.string() + "' '" + out.string() + "'; do echo $f > $f; done";
+  const std::vector<std::string> outputs = {"--output", a.string(), "--output",
+                                            c.string(), "--output", b.string()};
+  ASSERT_EQ(run(script, outputs).status, 0);
+  for (const auto& p : {a, out}) fs::remove(p);
+  fs::remove_all(fresh);
+  fs::remove_all(blocked);
+  spit(blocked, "a file where b's directory was\n");
+  auto hit = run(script, outputs);
+  EXPECT_EQ(hit.status, 1);
+  EXPECT_EQ(runs(marker), 1);
+  EXPECT_NE(hit.err.find(b.string()), std::string::npos) << hit.err;
+  EXPECT_EQ(hit.err.find(".quiver-"), std::string::npos) << "not the temporary file: " << hit.err;
+  EXPECT_FALSE(fs::exists(a)) << "restored although a later output failed";
+  EXPECT_FALSE(fs::exists(fresh)) << "the directory created for it is removed again";
+  EXPECT_FALSE(fs::exists(out));
+  for (const auto& entry : fs::recursive_directory_iterator(dir.path()))
+    EXPECT_EQ(entry.path().filename().string().find(".quiver-"), std::string::npos)
+        << "temporary file left: " << entry.path();
+}
+
 TEST_F(RunTest, AMissingInputIsAnErrorBeforeTheCommandRuns) {
   auto r = run("echo x > '" + out.string() + "'", {"--input", (dir / "absent").string()});
   EXPECT_EQ(r.status, 1);
@@ -237,6 +309,7 @@ TEST_F(RunTest, ARemoteCacheServesHitsOfAnotherProcess) {
 }
 
 TEST_F(RunTest, AReadOnlyCacheRunsTheCommandAndStoresNothing) {
+  fs::create_directories(store);  // a read-only store opens an existing root only
   spit(config, "[default]\ncache = \"t\"\n[t]\ntype = \"hdf5\"\npath = \"" + store.string() +
                    "\"\nread_only = true\n");
   const std::string script = "echo x > '" + out.string() + "'";

@@ -499,6 +499,31 @@ TEST_F(CliTest, FsckReportsATruncatedEntryAndRepairQuarantinesIt) {
   EXPECT_EQ(ls_digests(), std::vector<std::string>{good});
 }
 
+TEST_F(CliTest, GetOfADamagedEntrySaysItIsDamagedInOneLineAndPointsToFsck) {
+  auto bad = put({"--function", "f", "--arg", "i=2", "--result-json", "[1, 2, 3]"});
+  auto bad_path = root / bad.substr(0, 2) / (bad + ".h5");
+  fs::resize_file(bad_path, fs::file_size(bad_path) / 2);
+  auto r = quiver({"get", bad.substr(0, 8)});
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_TRUE(contains(r.err, "quiver: entry " + bad + " is in the cache but cannot be read"))
+      << r.err;
+  EXPECT_TRUE(contains(r.err, "quiver fsck --repair")) << r.err;
+  EXPECT_FALSE(contains(r.err, "not found")) << r.err;
+  // The store's warning names the file and HDF5's innermost complaint, each on one line.
+  for (const auto& line : lines_of(r.err))
+    EXPECT_TRUE(line.starts_with("quiver: ") || line.find("[warning]") != std::string::npos)
+        << line;
+  EXPECT_TRUE(contains(r.err, bad_path.string() + ": bad entry")) << r.err;
+}
+
+TEST_F(CliTest, AnHdf5FileThatCannotBeOpenedIsOneLineWithTheSystemsReason) {
+  auto r = quiver({"put", "--function", "f", "--result-file", (dir / "no such.h5").string()});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_EQ(lines_of(r.err).size(), 1u) << r.err;
+  EXPECT_TRUE(contains(r.err, "no such.h5")) << r.err;
+  EXPECT_TRUE(contains(r.err, "No such file or directory")) << r.err;
+}
+
 TEST_F(CliTest, FsckJsonListsTheCorruptFiles) {
   auto bad = put({"--function", "f", "--result-json", "1"});
   auto bad_path = root / bad.substr(0, 2) / (bad + ".h5");
@@ -644,6 +669,18 @@ TEST_F(CliTest, HelpOfEveryCommandExitsZeroAndListsItsOptions) {
     for (const auto& name : names) EXPECT_TRUE(contains(r.out, name)) << command << ": " << name;
     for (const char* global : {"--config", "--cache", "--verbose"})
       EXPECT_TRUE(contains(r.out, global)) << command << ": " << global;
+  }
+}
+
+TEST_F(CliTest, UsageLinesPutTheOptionsBeforeTheOperands) {
+  // `run` takes everything after -- as the command: its options can only come first.
+  for (const auto& [command, usage] :
+       {std::pair{"run", "usage: quiver run [options] -- COMMAND [ARG...]\n"},
+        std::pair{"get", "usage: quiver get [options] PREFIX\n"},
+        std::pair{"ls", "usage: quiver ls [options]\n"}}) {
+    auto r = quiver({command, "--help"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out.substr(0, r.out.find('\n') + 1), usage);
   }
 }
 

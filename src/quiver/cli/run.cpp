@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <filesystem>
 #include <iostream>
 #include <quiver/cli/command.hpp>
 #include <quiver/cli/output.hpp>
@@ -50,27 +51,118 @@ std::int64_t file_mode(const std::string& path) {
   return static_cast<std::int64_t>(st.st_mode & 07777);
 }
 
-/// Writes data to path through a temporary file in the same directory and a rename, so
-/// that a reader never sees a partly restored output.
-void write_file_atomically(const std::string& path, const Buffer& data, std::int64_t mode) {
-  std::string temp = path + ".quiver-" + this_host() + "-" + std::to_string(::getpid());
-  {
-    Fd fd = fs::open_file(temp, O_WRONLY | O_CREAT | O_TRUNC, static_cast<mode_t>(mode));
+/// What tells whether a file changed: whether it exists and, if so, its device, inode
+/// number, size, and modification and status-change times to the nanosecond.
+struct FileState {
+  bool exists = false;
+  std::uint64_t device = 0, inode = 0;
+  std::int64_t size = 0, mtime_ns = 0, ctime_ns = 0;
+  bool operator==(const FileState&) const = default;
+};
+
+/// The state of path now (following symbolic links); a file that cannot be examined counts
+/// as missing.
+FileState file_state(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return {};
+  auto ns = [](const timespec& t) { return std::int64_t{t.tv_sec} * 1'000'000'000 + t.tv_nsec; };
+  return {true,
+          static_cast<std::uint64_t>(st.st_dev),
+          static_cast<std::uint64_t>(st.st_ino),
+          static_cast<std::int64_t>(st.st_size),
+          ns(st.st_mtim),
+          ns(st.st_ctim)};
+}
+
+/// Throws InvalidArgument naming the first output the command did not write: one missing
+/// now, or one that existed before it ran (state `before`) and is unchanged in every field
+/// of FileState.
+void check_outputs_written(const std::vector<std::string>& outputs,
+                           const std::vector<FileState>& before) {
+  for (std::size_t i = 0; i < outputs.size(); ++i) {
+    FileState now = file_state(outputs[i]);
+    if (!now.exists)
+      throw InvalidArgument("the command exited 0 but did not write this output; nothing stored",
+                            outputs[i]);
+    if (before[i].exists && now == before[i])
+      throw InvalidArgument(
+          "the command exited 0 but this output existed before it ran and was not rewritten "
+          "(same inode, size, modification and change times); nothing stored",
+          outputs[i]);
+  }
+}
+
+/// Restores a set of outputs all or nothing as far as the filesystem allows: stage() writes
+/// each to a temporary file next to it (creating missing parent directories), commit()
+/// renames them all into place. Until commit() succeeds, destruction removes the temporary
+/// files not yet renamed and the directories stage() created, when they are empty.
+class OutputRestore {
+ public:
+  OutputRestore() = default;
+  OutputRestore(const OutputRestore&) = delete;
+  OutputRestore& operator=(const OutputRestore&) = delete;
+  ~OutputRestore() {
+    for (std::size_t i = renamed_; i < staged_.size(); ++i) ::unlink(staged_[i].temp.c_str());
+    if (!committed_)
+      for (auto it = created_dirs_.rbegin(); it != created_dirs_.rend(); ++it) ::rmdir(it->c_str());
+  }
+
+  /// Writes data with mode to a temporary file beside path; throws StoreError naming path.
+  void stage(const std::string& path, const Buffer& data, std::int64_t mode) {
+    make_parents(path);
+    std::string temp = path + ".quiver-" + this_host() + "-" + std::to_string(::getpid());
     try {
+      Fd fd = fs::open_file(temp, O_WRONLY | O_CREAT | O_TRUNC, static_cast<mode_t>(mode));
+      staged_.push_back({path, temp});
       fs::write_all(fd.get(), data.view(), temp);
       if (::fchmod(fd.get(), static_cast<mode_t>(mode)) != 0)
         throw StoreError("cannot set mode: " + fs::error_text(errno), temp);
-    } catch (...) {
-      ::unlink(temp.c_str());
-      throw;
+    } catch (const Error& e) {
+      throw StoreError("cannot restore this output: " + e.message(), path);
     }
   }
-  if (::rename(temp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    ::unlink(temp.c_str());
-    throw StoreError("cannot rename into place: " + fs::error_text(err), path);
+
+  /// Renames every staged file into place, in the order staged; throws StoreError naming
+  /// the output whose rename failed (the ones before it stay restored).
+  void commit() {
+    for (; renamed_ < staged_.size(); ++renamed_) {
+      const auto& [path, temp] = staged_[renamed_];
+      if (::rename(temp.c_str(), path.c_str()) != 0)
+        throw StoreError("cannot rename into place: " + fs::error_text(errno), path);
+    }
+    committed_ = true;
   }
-}
+
+ private:
+  struct Staged {
+    std::string path, temp;
+  };
+
+  /// Creates the missing parent directories of path, as `mkdir -p` would, remembering
+  /// them; throws StoreError naming path.
+  void make_parents(const std::string& path) {
+    std::vector<std::filesystem::path> missing;
+    for (auto dir = std::filesystem::path(path).parent_path(); !dir.empty();
+         dir = dir.parent_path()) {
+      std::error_code ec;
+      if (std::filesystem::exists(dir, ec) || dir == dir.parent_path()) break;
+      missing.push_back(dir);
+    }
+    for (auto it = missing.rbegin(); it != missing.rend(); ++it) {
+      if (::mkdir(it->c_str(), 0777) == 0) {
+        created_dirs_.push_back(it->string());
+      } else if (errno != EEXIST) {
+        throw StoreError("cannot create directory '" + it->string() + "': " + fs::error_text(errno),
+                         path);
+      }
+    }
+  }
+
+  std::vector<Staged> staged_;
+  std::vector<std::string> created_dirs_;
+  std::size_t renamed_ = 0;
+  bool committed_ = false;
+};
 
 /// Runs argv with this process's stdin, stdout and stderr; returns its exit code, or
 /// 128 + signal when a signal ended it, or 127 when it cannot be started.
@@ -118,7 +210,11 @@ Call key_of(const Invocation& inv, const std::vector<std::string>& inputs,
 }
 
 /// The stored form: {"exit_status": 0, "outputs": {path: bytes}, "modes": {path: int}}.
-Value result_of(const std::vector<std::string>& outputs, int exit_status) {
+/// Throws InvalidArgument when the command did not write an output (see
+/// check_outputs_written; `before` is the state of each output before it ran).
+Value result_of(const std::vector<std::string>& outputs, const std::vector<FileState>& before,
+                int exit_status) {
+  check_outputs_written(outputs, before);
   Value::Map files, modes;
   for (const auto& path : outputs) {
     files.insert_or_assign(path, Value(Bytes{read_file(path, "output")}));
@@ -142,11 +238,13 @@ std::optional<int> restore(const Value& result, const std::vector<std::string>& 
     const Value* data = files->find(path);
     if (!data || data->kind() != Kind::bytes) return std::nullopt;
   }
+  OutputRestore restoring;
   for (const auto& path : outputs) {
     const Value* mode = modes ? modes->find(path) : nullptr;
-    write_file_atomically(path, files->find(path)->as_bytes().data,
-                          mode && mode->kind() == Kind::integer ? mode->as_int() : 0644);
+    restoring.stage(path, files->find(path)->as_bytes().data,
+                    mode && mode->kind() == Kind::integer ? mode->as_int() : 0644);
   }
+  restoring.commit();
   return static_cast<int>(status->as_int());
 }
 
@@ -175,6 +273,8 @@ int run(const Invocation& inv) {
     log->warn("entry {} is not a 'quiver run' result; running the command", digest.hex());
   }
 
+  std::vector<FileState> before;
+  for (const auto& path : outputs) before.push_back(file_state(path));
   auto start = std::chrono::steady_clock::now();
   int status = run_command_line(inv.operands);
   std::chrono::duration<double> wall = std::chrono::steady_clock::now() - start;
@@ -182,7 +282,7 @@ int run(const Invocation& inv) {
     log->info("miss {}: the command exited with {}; nothing stored", digest.hex(), status);
     return status;
   }
-  Value result = result_of(outputs, status);
+  Value result = result_of(outputs, before, status);
   if (cache->read_only()) {
     log->warn("the cache is read-only; the outputs of {} are not stored", digest.hex());
     return status;
@@ -224,11 +324,17 @@ Command run_command() {
   c.details =
       "The key is the digest of the function, the version, the --arg values, the command\n"
       "line, the SHA-256 of each --input file's contents and the --output paths.\n"
-      "Hit: the --output files are rewritten byte for byte and quiver exits with the\n"
-      "stored exit status (0) without running COMMAND.\n"
+      "Hit: the --output files are rewritten byte for byte (missing parent directories\n"
+      "are created) and quiver exits with the stored exit status (0) without running\n"
+      "COMMAND. Every output is written to a temporary file before any is renamed into\n"
+      "place, so a failure while writing restores none of them.\n"
       "Miss: COMMAND runs with quiver's stdin, stdout and stderr and quiver exits with\n"
       "its exit status (128+N when signal N ended it, 127 when it cannot be started).\n"
-      "Only a command that exits 0 is stored. Put '--' before COMMAND.\n"
+      "Only a command that exits 0 is stored, and only when it wrote every --output: one\n"
+      "that existed before and has the same inode, size, modification and change times\n"
+      "afterwards was not written, and quiver exits 1 storing nothing.\n"
+      "Outputs are held in memory while they are stored or restored.\n"
+      "Give the options before '--': everything after it is COMMAND and its arguments.\n"
       "A cache that cannot be read or written is reported on stderr and the command\n"
       "runs as if there were no cache.\n";
   c.run = run;
