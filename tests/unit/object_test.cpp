@@ -30,7 +30,35 @@ struct Other {
   }
 };
 
+// A serialize as most simulation codes write it: members not named, so binary and text only.
+struct Plain {
+  std::vector<double> a;
+  int b = 0;
+
+  template <class Archive>
+  void serialize(Archive& ar, unsigned /*version*/) {
+    ar& a& b;
+  }
+  friend bool operator==(const Plain&, const Plain&) = default;
+};
+
+// Plain's layout with named members: what a program that opted in could store as xml.
+struct NamedPlain {
+  std::vector<double> a;
+  int b = 0;
+
+  template <class Archive>
+  void serialize(Archive& ar, unsigned /*version*/) {
+    ar& BOOST_SERIALIZATION_NVP(a);
+    ar& BOOST_SERIALIZATION_NVP(b);
+  }
+  friend bool operator==(const NamedPlain&, const NamedPlain&) = default;
+};
+
 }  // namespace demo
+
+QUIVER_XML_SERIALIZABLE(demo::Particle);
+QUIVER_XML_SERIALIZABLE(demo::NamedPlain);
 
 namespace quiver {
 namespace {
@@ -135,6 +163,50 @@ TEST(ObjectType, UnknownArchiveKindIsATypeError) {
 TEST(ObjectType, NonObjectValueIsATypeError) {
   EXPECT_THROW(from_object<demo::Particle>(Value(1)), TypeError);
   EXPECT_THROW(from_object<demo::Particle>(Value("demo::Particle")), TypeError);
+}
+
+static_assert(quiver::xml_serializable<demo::Particle>::value);
+static_assert(!quiver::xml_serializable<demo::Plain>::value);
+
+const demo::Plain kPlain{{0.5, -1.25, 1e300}, 7};
+
+TEST(ObjectPlain, UnnamedMembersRoundTripThroughBinaryAndText) {
+  for (Archive kind : {Archive::binary, Archive::text}) {
+    Value v = to_object(kPlain, kind);
+    EXPECT_EQ(v.as_object().archive, archive_name(kind));
+    EXPECT_EQ(v.as_object().type_name, "demo::Plain");
+    EXPECT_EQ(from_object<demo::Plain>(v), kPlain) << archive_name(kind);
+  }
+  EXPECT_EQ(from_object<demo::Plain>(to_object(kPlain)).b, 7);  // binary by default
+}
+
+TEST(ObjectPlain, WritingXmlIsATypeErrorSayingWhatToDo) {
+  try {
+    to_object(kPlain, Archive::xml);
+    FAIL() << "wrote xml for a type that did not declare it";
+  } catch (const TypeError& e) {
+    EXPECT_EQ(e.where(), "quiver::to_object");
+    EXPECT_THAT(e.what(), HasSubstr("'demo::Plain' cannot use the xml archive"));
+    EXPECT_THAT(e.what(), HasSubstr("BOOST_SERIALIZATION_NVP"));
+    EXPECT_THAT(e.what(), HasSubstr("QUIVER_XML_SERIALIZABLE(demo::Plain)"));
+  }
+}
+
+TEST(ObjectPlain, DecodingStoredXmlIsATypeErrorSayingWhatToDo) {
+  // A valid xml blob under Plain's name, as a program whose type opted in stores it.
+  const demo::NamedPlain named{kPlain.a, kPlain.b};
+  Value v = to_object(named, Archive::xml, "demo::Plain");
+  ASSERT_EQ(v.as_object().archive, "xml");
+  ASSERT_EQ(from_object<demo::NamedPlain>(v, "demo::Plain"), named);
+  try {
+    from_object<demo::Plain>(v);
+    FAIL() << "decoded xml into a type that did not declare it";
+  } catch (const TypeError& e) {
+    EXPECT_EQ(e.where(), "quiver::from_object");
+    EXPECT_THAT(e.what(), HasSubstr("'demo::Plain' cannot use the xml archive"));
+    EXPECT_THAT(e.what(), HasSubstr("BOOST_SERIALIZATION_NVP"));
+    EXPECT_THAT(e.what(), HasSubstr("QUIVER_XML_SERIALIZABLE(demo::Plain)"));
+  }
 }
 
 TEST(ObjectType, PortableArchivesAreText) {
