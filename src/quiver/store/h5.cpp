@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <quiver/core/errors.hpp>
+#include <quiver/core/log.hpp>
 #include <quiver/store/h5.hpp>
 
 // HDF5 gained H5Pset_file_locking in 1.10.7 and 1.12.1, and H5Treclaim in 1.12.0.
@@ -20,20 +21,48 @@ std::recursive_mutex& mutex() {
   return m;
 }
 
+/// The frames of an HDF5 error stack, outermost first.
+struct Frames {
+  std::string all;        // every frame, "; "-separated
+  std::string innermost;  // the description of the last one: what actually went wrong
+};
+
 herr_t collect_frame(unsigned, const H5E_error2_t* e, void* data) {
-  auto& out = *static_cast<std::string*>(data);
+  auto& out = *static_cast<Frames*>(data);
   auto message = [](hid_t id) {
     char buf[256] = {};
     H5E_type_t type;
     return H5Eget_msg(id, &type, buf, sizeof buf) > 0 ? std::string(buf) : std::string();
   };
-  if (!out.empty()) out += "; ";
-  out += e->func_name ? e->func_name : "?";
-  out += "(): ";
-  out += e->desc ? e->desc : "";
+  if (!out.all.empty()) out.all += "; ";
+  out.all += e->func_name ? e->func_name : "?";
+  out.all += "(): ";
+  out.all += e->desc ? e->desc : "";
   auto major = message(e->maj_num), minor = message(e->min_num);
-  if (!major.empty() || !minor.empty()) out += " [" + major + ": " + minor + "]";
+  if (!major.empty() || !minor.empty()) out.all += " [" + major + ": " + minor + "]";
+  out.innermost = e->desc ? e->desc : "";
   return 0;
+}
+
+/// The calling thread's HDF5 error stack.
+Frames frames() {
+  Frames out;
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, collect_frame, &out);
+  for (auto* text : {&out.all, &out.innermost}) std::replace(text->begin(), text->end(), '\n', ' ');
+  return out;
+}
+
+/// A failure in one line: the innermost frame's description, with the system's own words
+/// when HDF5 quotes them ("unable to open file: No such file or directory").
+std::string summary(const Frames& f) {
+  const std::string_view quoted = "error message = '";
+  const auto at = f.innermost.find(quoted);
+  if (at == std::string::npos) return f.innermost;
+  const auto start = at + quoted.size();
+  const auto end = f.innermost.find('\'', start);
+  const auto colon = f.innermost.find(':');
+  return f.innermost.substr(0, std::min(colon, at)) + ": " +
+         f.innermost.substr(start, end == std::string::npos ? end : end - start);
 }
 
 // The property lists every file is opened with: checksummed (v1.8) metadata, strong close,
@@ -126,12 +155,6 @@ Lock::Lock() : lock_(mutex()) {
   }
 }
 
-std::string error_stack() {
-  std::string out;
-  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, collect_frame, &out);
-  return out;
-}
-
 void reject(std::string message, const Site& site) {
   switch (site.fault) {
     case Fault::corrupt_entry:
@@ -146,7 +169,10 @@ void reject(std::string message, const Site& site) {
 
 void fail(std::string_view what, const Site& site) {
   std::string message = std::string(what) + " failed";
-  if (auto stack = error_stack(); !stack.empty()) message += ": " + stack;
+  if (const auto f = frames(); !f.all.empty()) {
+    message += ": " + summary(f);
+    logger("quiver.store")->debug("{}: {} failed: {}", site.path, what, f.all);
+  }
   H5Eclear2(H5E_DEFAULT);
   reject(std::move(message), site);
 }

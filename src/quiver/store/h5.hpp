@@ -35,9 +35,8 @@ struct Site {
   Fault fault = Fault::store_error;
 };
 
-/// The calling thread's HDF5 error stack, innermost frame last, one "; "-separated frame each.
-std::string error_stack();
-/// Throws the Site's error type for a failed call (message plus the HDF5 error stack).
+/// Throws the Site's error type for a failed call: what failed and, in one line, the innermost
+/// frame of the HDF5 error stack (the whole stack is logged at debug level).
 [[noreturn]] void fail(std::string_view what, const Site& site);
 /// Throws the Site's error type with message (no HDF5 stack: a check of our own failed).
 [[noreturn]] void reject(std::string message, const Site& site);
