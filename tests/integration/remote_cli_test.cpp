@@ -111,6 +111,29 @@ TEST_F(RemoteCli, PingPrintsRoundTripStatistics) {
   EXPECT_LE(rtt["mean"].get<double>(), rtt["max"].get<double>());
 }
 
+TEST_F(RemoteCli, ASubprocessCacheThatWouldServeItselfIsRefusedByTheServerItStarts) {
+  // No config or cache_name: the server searches as the client did ($QUIVER_CONFIG), finds
+  // this file, and its default is this very cache, which would start another server.
+  std::ofstream(config)
+      << "[default]\ncache = \"loop\"\n\n[loop]\ntype = \"subprocess\"\nquiver = \""
+      << testing::cli_path() << "\"\nconnect_timeout = 60\n";
+  auto r = quiver({"ping", "-c", "1"});
+  EXPECT_EQ(r.status, 1) << r.out << r.err;
+  EXPECT_TRUE(has(r.err, "started the quiver server that is reading it now")) << r.err;
+  EXPECT_TRUE(has(r.err, config.string() + ":5: [loop] type")) << r.err;
+  // Said for a command line: no library call to make, no empty stream to describe.
+  EXPECT_TRUE(has(r.err, "run the command again to open a new connection")) << r.err;
+  EXPECT_FALSE(has(r.err, "reconnect()")) << r.err;
+  EXPECT_FALSE(has(r.err, "stream ended")) << r.err;
+  // With the server's config named, the same table works.
+  std::ofstream(config, std::ios::app) << "config = \"" << config.string()
+                                       << "\"\ncache_name = \"store\"\n\n[store]\ntype = "
+                                          "\"hdf5\"\npath = \""
+                                       << root.string() << "\"\n";
+  auto ok = quiver({"ping", "-c", "1"});
+  EXPECT_EQ(ok.status, 0) << ok.err;
+}
+
 TEST_F(RemoteCli, PingOfALocalCacheIsAClearError) {
   auto r = quiver({"--cache", "store", "ping"});
   EXPECT_EQ(r.status, 1);

@@ -239,9 +239,41 @@ TEST_F(Config, WriteThroughLayersReceiveSaves) {
   EXPECT_TRUE(stack->layers()[1]->contains(e.digest));
 }
 
-TEST_F(Config, WriteThroughOnTheFirstLayerOrATableIsAnUnknownKey) {
-  EXPECT_THROW(resolve_file("[[s]]\ntype = \"memory\"\nwrite_through = true\n", "s"), ConfigError);
-  EXPECT_THROW(resolve_file("[t]\ntype = \"memory\"\nwrite_through = true\n", "t"), ConfigError);
+TEST_F(Config, WriteThroughOnTheFirstLayerOrATableSaysWhereItBelongs) {
+  for (const auto& [text, name] :
+       {std::pair{"[[s]]\ntype = \"memory\"\nwrite_through = true\n", "s"},
+        std::pair{"[t]\ntype = \"memory\"\nwrite_through = true\n", "t"}}) {
+    try {
+      resolve_file(text, name);
+      ADD_FAILURE() << "accepted write_through in " << text;
+    } catch (const ConfigError& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("write_through"), std::string::npos) << what;
+      EXPECT_NE(what.find("layers below the first"), std::string::npos) << what;
+      EXPECT_NE(what.find(":3:"), std::string::npos) << what;  // the line of the key
+    }
+  }
+}
+
+TEST_F(Config, AReadOnlyHdf5StoreDoesNotCreateAMissingRoot) {
+  const auto missing = tmp / "no such store";
+  try {
+    make_cache(resolve_file(
+        "[ro]\ntype = \"hdf5\"\npath = \"" + missing.string() + "\"\nread_only = true\n", "ro"));
+    ADD_FAILURE() << "opened a read-only store whose root is missing";
+  } catch (const StoreError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("does not exist"), std::string::npos) << what;
+    EXPECT_NE(what.find(missing.string()), std::string::npos) << what;
+  }
+  EXPECT_FALSE(fs::exists(missing));
+  // A writable one creates it, and a read-only one then opens it.
+  make_cache(resolve_file("[rw]\ntype = \"hdf5\"\npath = \"" + missing.string() + "\"\n", "rw"));
+  EXPECT_TRUE(fs::is_directory(missing));
+  auto ro = make_cache(resolve_file(
+      "[ro]\ntype = \"hdf5\"\npath = \"" + missing.string() + "\"\nread_only = true\n", "ro"));
+  EXPECT_TRUE(ro->read_only());
+  EXPECT_FALSE(ro->contains(Call("f").arg("x", 1).digest()));
 }
 
 TEST_F(Config, ReadOnlyWrapsTheCache) {
@@ -271,6 +303,18 @@ TEST_F(Config, RelativeHdf5PathIsRelativeToTheConfigFile) {
 TEST_F(Config, TildeInAPathIsHome) {
   auto r = resolve_file("[s]\ntype = \"hdf5\"\npath = \"~/store\"\n", "s");
   EXPECT_EQ(r.tree["path"], (tmp / "home" / "store").string());
+}
+
+TEST_F(Config, TildeOfAnotherUserIsAnErrorNamingTheKey) {
+  const auto what = error_of("[s]\ntype = \"hdf5\"\npath = \"~bob/store\"\n", "s");
+  EXPECT_NE(what.find(":3: [s] path: only ~ and ~/ are expanded"), std::string::npos) << what;
+}
+
+TEST_F(Config, ASubprocessServersConfigIsRelativeToTheConfigFileAnSshOneIsAsWritten) {
+  auto local = resolve_file("[n]\ntype = \"subprocess\"\nconfig = \"srv.toml\"\n", "n");
+  EXPECT_EQ(local.tree["config"], (tmp / "conf" / "srv.toml").string());
+  auto remote = resolve_file("[r]\ntype = \"ssh\"\nhost = \"login\"\nconfig = \"srv.toml\"\n", "r");
+  EXPECT_EQ(remote.tree["config"], "srv.toml");
 }
 
 // --- ${VAR} -----------------------------------------------------------------------------
@@ -486,10 +530,16 @@ TEST_F(RoundTrip, Hdf5StoreWithOptionsAndADollarInItsPath) {
   o.fsync = false;
   o.gzip = 6;
   o.checksum = false;
+  o.chunk_bytes = 1000;
   Hdf5Store cache(o);
   auto again = round_trip(cache);
   EXPECT_EQ(again->config(), cache.config());
-  EXPECT_EQ(dynamic_cast<Hdf5Store&>(*again).options().root, o.root);
+  const auto& got = dynamic_cast<Hdf5Store&>(*again).options();
+  EXPECT_EQ(got.root, o.root);
+  EXPECT_EQ(got.fsync, o.fsync);
+  EXPECT_EQ(got.gzip, o.gzip);
+  EXPECT_EQ(got.checksum, o.checksum);
+  EXPECT_EQ(got.chunk_bytes, o.chunk_bytes);
 }
 
 TEST_F(RoundTrip, StackOfEveryKind) {

@@ -432,7 +432,8 @@ TEST_F(Hdf5StoreTest, ConfigDescribesTheStore) {
                                         {"path", root().string()},
                                         {"fsync", false},
                                         {"gzip", 4},
-                                        {"checksum", false}}));
+                                        {"checksum", false},
+                                        {"chunk_bytes", Hdf5StoreOptions{}.chunk_bytes}}));
 }
 
 TEST_F(Hdf5StoreTest, IndexLineRoundTripsAwkwardStrings) {

@@ -62,7 +62,7 @@ int fsck_main(const Invocation& inv) {
     throw InvalidArgument(
         "the cache has no HDF5 store to check here (for a remote cache, run 'quiver fsck' on "
         "the host that holds the store)",
-        "quiver fsck");
+        "fsck");
   if (options.repair)
     for (const auto& s : stores)
       if (s.read_only)

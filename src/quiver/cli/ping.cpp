@@ -59,7 +59,7 @@ int ping_main(const Invocation& inv) {
     throw InvalidArgument("cache '" + resolved.cache_name +
                               "' has no remote layer: ping needs a cache (or stack layer) of "
                               "type \"ssh\" or \"subprocess\"",
-                          "quiver ping");
+                          "ping");
   const auto& o = remote->options();
   const std::string target =
       o.transport == Transport::ssh ? "ssh " + o.host : "subprocess " + o.quiver;

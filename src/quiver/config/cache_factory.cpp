@@ -19,9 +19,10 @@ namespace {
 // reported as unknown) and returns what builds the cache. A new type is one such function
 // and one line in kCacheTypes.
 
-CacheBuilder hdf5_cache(TableReader& t) {
+CacheBuilder hdf5_cache(TableReader& t, bool read_only) {
   Hdf5StoreOptions o;
   o.root = t.required_path("path");
+  o.create_root = !read_only;
   o.fsync = t.boolean("fsync").value_or(o.fsync);
   o.gzip = static_cast<int>(t.integer("gzip", 0, 9).value_or(o.gzip));
   o.checksum = t.boolean("checksum").value_or(o.checksum);
@@ -31,7 +32,7 @@ CacheBuilder hdf5_cache(TableReader& t) {
   return [o] { return std::make_unique<Hdf5Store>(o); };
 }
 
-CacheBuilder memory_cache(TableReader&) {
+CacheBuilder memory_cache(TableReader&, bool) {
   return [] { return std::make_unique<MemoryCache>(); };
 }
 
@@ -83,7 +84,7 @@ SshCacheOptions remote_options(TableReader& t, Transport transport) {
   return o;
 }
 
-CacheBuilder ssh_cache(TableReader& t) {
+CacheBuilder ssh_cache(TableReader& t, bool) {
   auto host = t.required_string("host");
   if (host.empty() || host.front() == '-') t.fail("host", "expected an ssh destination");
   auto o = remote_options(t, Transport::ssh);
@@ -93,14 +94,22 @@ CacheBuilder ssh_cache(TableReader& t) {
   return [o] { return std::make_unique<SshCache>(o); };
 }
 
-CacheBuilder subprocess_cache(TableReader& t) {
+CacheBuilder subprocess_cache(TableReader& t, bool) {
   auto o = remote_options(t, Transport::subprocess);
+  if (auto config = t.path("config")) o.config = config->string();  // a local file here
+  o.started_by = t.identity();
+  if (in_subprocess_chain(o.started_by))
+    t.fail("type",
+           "this subprocess cache started the quiver server that is reading it now: the server "
+           "found the same config (through $QUIVER_CONFIG, its working directory or --config) "
+           "and would start another server, and so on. Set `config` and `cache_name` of this "
+           "table to the config and cache the server should serve");
   return [o] { return std::make_unique<SshCache>(o); };
 }
 
 struct CacheType {
   std::string_view name;
-  CacheBuilder (*read)(TableReader&);
+  CacheBuilder (*read)(TableReader&, bool read_only);
 };
 
 constexpr std::array kCacheTypes{
@@ -115,7 +124,12 @@ constexpr std::array kCacheTypes{
 CacheBuilder read_table(nlohmann::json& table, const std::string& label, const std::string& pointer,
                         const Origin& origin, bool* write_through = nullptr) {
   TableReader t(table, label, pointer, origin);
-  if (write_through) *write_through = t.boolean("write_through").value_or(false);
+  if (write_through)
+    *write_through = t.boolean("write_through").value_or(false);
+  else if (t.value("write_through"))
+    t.fail("write_through",
+           "only for the layers below the first of a stack [[...]] (saves always go to the "
+           "first layer; write_through sends them to a lower layer too)");
   const auto type_name = t.required_string("type");
   const auto* type = std::find_if(kCacheTypes.begin(), kCacheTypes.end(),
                                   [&](const CacheType& c) { return c.name == type_name; });
@@ -125,7 +139,7 @@ CacheBuilder read_table(nlohmann::json& table, const std::string& label, const s
     t.fail("type", "unknown type '" + type_name + "' (known: " + known + ")");
   }
   const bool read_only = t.boolean("read_only").value_or(false);
-  auto build = type->read(t);
+  auto build = type->read(t, read_only);
   t.reject_unread_keys();
   if (!read_only) return build;
   return [build = std::move(build)] { return std::make_unique<ReadOnlyCache>(build()); };

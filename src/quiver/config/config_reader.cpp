@@ -66,6 +66,13 @@ const nlohmann::json* TableReader::find(std::string_view key) {
   return it == table_.end() ? nullptr : &*it;
 }
 
+std::string TableReader::identity() const {
+  if (!origin_.file) return label_;
+  std::error_code ec;
+  auto file = std::filesystem::weakly_canonical(*origin_.file, ec);
+  return (ec ? origin_.file->string() : file.string()) + " " + label_;
+}
+
 void TableReader::fail(std::string_view key, const std::string& message) const {
   const auto where =
       origin_.where(key.empty() || !table_.contains(key) ? pointer_ : pointer_to(pointer_, key));
@@ -133,20 +140,28 @@ std::optional<double> TableReader::number(std::string_view key, double min, doub
   return d;
 }
 
-std::filesystem::path TableReader::required_path(std::string_view key) {
-  const auto text = required_string(key);
-  if (text.empty()) fail(key, "expected a path, got an empty string");
-  std::filesystem::path p = text;
-  if (text == "~" || text.starts_with("~/")) {
+std::optional<std::filesystem::path> TableReader::path(std::string_view key) {
+  const auto text = string(key);
+  if (!text) return std::nullopt;
+  if (text->empty()) fail(key, "expected a path, got an empty string");
+  std::filesystem::path p = *text;
+  if (*text == "~" || text->starts_with("~/")) {
     const char* home = std::getenv("HOME");
     if (!home || !*home) fail(key, "cannot expand ~: HOME is not set");
-    p = std::filesystem::path(home) / text.substr(std::min<std::size_t>(text.size(), 2));
+    p = std::filesystem::path(home) / text->substr(std::min<std::size_t>(text->size(), 2));
+  } else if (text->starts_with("~")) {
+    fail(key, "only ~ and ~/ are expanded (to $HOME); write another user's directory in full");
   }
   if (p.is_relative())
     p = origin_.base_dir.empty() ? std::filesystem::absolute(p) : origin_.base_dir / p;
   p = p.lexically_normal();
   table_[std::string(key)] = p.string();
   return p;
+}
+
+std::filesystem::path TableReader::required_path(std::string_view key) {
+  required_string(key);  // absent, or not a string: its error
+  return *path(key);
 }
 
 void TableReader::reject_unread_keys() const {

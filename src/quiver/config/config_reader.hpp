@@ -53,9 +53,14 @@ class TableReader {
   std::optional<double> number(std::string_view key, double min, double max);
   /// The value at key as it is (the caller checks its kind); nullptr when absent.
   const nlohmann::json* value(std::string_view key) { return find(key); }
-  /// A required string naming a path: ~/ is $HOME, a relative path starts at the origin's
-  /// base directory. The absolute path is written back into the table.
+  /// The string at key naming a path; nullopt when absent: ~/ is $HOME, a relative path
+  /// starts at the origin's base directory. The absolute path is written back into the table.
+  std::optional<std::filesystem::path> path(std::string_view key);
+  /// As path, for a required key.
   std::filesystem::path required_path(std::string_view key);
+
+  /// The table as errors name it, with its file: "/path/quiver.toml [name]".
+  std::string identity() const;
 
   /// Throws ConfigError "<label> <key>: <message>" located at key (or at the table).
   [[noreturn]] void fail(std::string_view key, const std::string& message) const;

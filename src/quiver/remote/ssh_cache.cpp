@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
+#include <cstdlib>
 #include <deque>
 #include <filesystem>
 #include <functional>
@@ -24,6 +25,10 @@
 namespace quiver {
 
 namespace {
+
+std::string closed_message() {
+  return "connection closed; " + std::string(kReconnectHint);
+}
 
 constexpr std::size_t kStderrLines = 50;
 constexpr auto kGrace = std::chrono::milliseconds(2000);
@@ -109,6 +114,19 @@ std::string local_quiver_executable(const std::string& configured) {
     }
   }
   return configured;
+}
+
+bool in_subprocess_chain(std::string_view started_by) {
+  const char* chain = std::getenv(kSubprocessChain);
+  if (!chain || started_by.empty()) return false;
+  std::string_view rest(chain);
+  while (!rest.empty()) {
+    const auto end = rest.find('\n');
+    if (rest.substr(0, end) == started_by) return true;
+    if (end == std::string_view::npos) break;
+    rest.remove_prefix(end + 1);
+  }
+  return false;
 }
 
 std::vector<std::string> remote_command(const SshCacheOptions& o) {
@@ -229,8 +247,13 @@ struct SshCache::Connection {
     log->debug("starting {}", shell_join(argv));
     // A local server may get its own process group (nothing prompts on a terminal);
     // ssh keeps ours, so it can ask for passwords and second factors.
-    proc = Process::spawn(argv, options.env, options.transport == Transport::subprocess,
-                          Stdio::sockets);
+    auto env = options.env;
+    if (options.transport == Transport::subprocess && !options.started_by.empty()) {
+      const char* chain = std::getenv(kSubprocessChain);
+      env.push_back(std::string(kSubprocessChain) + "=" + (chain ? std::string(chain) + "\n" : "") +
+                    options.started_by);
+    }
+    proc = Process::spawn(argv, env, options.transport == Transport::subprocess, Stdio::sockets);
     out_fd = std::move(proc.stdout_fd());
     err_fd = std::move(proc.stderr_fd());
     state.connects++;
@@ -259,11 +282,14 @@ struct SshCache::Connection {
         st = proc.wait_for(std::chrono::milliseconds(1000));
       }
       if (st) wait_stderr_eof();
+      // What the stream held matters unless the process ended without writing to it.
+      const bool stream_said = !st || reader->offset() > 0;
       throw RemoteConnectionError("the quiver server did not start: " +
                                       (st ? "the process ended with " + st->describe()
                                           : std::string("the process is still running")) +
-                                      stderr_summary() + " (" + e.message() +
-                                      "); call reconnect() to try again",
+                                      stderr_summary() +
+                                      (stream_said ? " (" + e.message() + ")" : std::string()) +
+                                      "; " + std::string(kReconnectHint),
                                   label);
     }
     if (!scan.noise.empty())
@@ -416,8 +442,8 @@ struct SshCache::Connection {
                                ") within " + seconds(limit) + " (" + std::string(option) +
                                "); the remote may be hung, stopped or overloaded" +
                                (cut_now ? "; the reply was arriving into this call's memory, so "
-                                          "the connection was closed: call reconnect() to open "
-                                          "a new one"
+                                          "the connection was closed: " +
+                                              std::string(kReconnectHint)
                                         : ""),
                            label);
       }
@@ -625,13 +651,12 @@ struct SshCache::Connection {
 
   std::exception_ptr death(const std::string& why) {
     if (is_closing())
-      return std::make_exception_ptr(
-          RemoteConnectionError("connection closed; call reconnect() to open a new one", label));
+      return std::make_exception_ptr(RemoteConnectionError(closed_message(), label));
     {
       std::lock_guard lk(mutex);
       if (!cut.empty())
         return std::make_exception_ptr(
-            RemoteConnectionError(cut + "; call reconnect() to open a new one", label));
+            RemoteConnectionError(cut + "; " + std::string(kReconnectHint), label));
     }
     std::optional<ExitStatus> st;
     {
@@ -642,7 +667,7 @@ struct SshCache::Connection {
     std::string msg = "connection lost (" + why + "): " +
                       (st ? "the process ended with " + st->describe()
                           : std::string("the process is still running")) +
-                      stderr_summary() + "; call reconnect() to open a new connection";
+                      stderr_summary() + "; " + std::string(kReconnectHint);
     log->error("{}", msg);
     return std::make_exception_ptr(RemoteConnectionError(msg, label));
   }
@@ -776,8 +801,7 @@ struct SshCache::Connection {
     if (stderr_thread.joinable()) stderr_thread.join();
     out_fd.reset();
     err_fd.reset();
-    fail(std::make_exception_ptr(
-        RemoteConnectionError("connection closed; call reconnect() to open a new one", label)));
+    fail(std::make_exception_ptr(RemoteConnectionError(closed_message(), label)));
   }
 };
 
@@ -794,9 +818,7 @@ std::shared_ptr<SshCache::Connection> SshCache::connection() const {
   std::lock_guard lk(state_->mutex);
   if (!state_->conn) {
     if (state_->start_failure) std::rethrow_exception(state_->start_failure);
-    if (state_->closed)
-      throw RemoteConnectionError("connection closed; call reconnect() to open a new one",
-                                  label_of(options_));
+    if (state_->closed) throw RemoteConnectionError(closed_message(), label_of(options_));
     auto c = std::make_shared<Connection>(options_, *state_);
     try {
       c->start();

@@ -25,15 +25,28 @@ struct SshCacheOptions {
   std::string config;             ///< remote config file (--config); empty: the remote's search
   std::string quiver = "quiver";  ///< the remote executable
   std::string ssh = "ssh";        ///< the ssh program
-  std::vector<std::string> ssh_options;              ///< extra ssh arguments, before the host
-  std::vector<std::string> setup_commands;           ///< shell commands run before the server
-  std::string workdir;                               ///< remote directory to cd into first
-  bool login_shell = false;                          ///< run the command chain under `bash -lc`
-  bool remote_read_only = false;                     ///< start the server with --read-only
-  std::vector<std::string> env;                      ///< extra "K=V" for the spawned process
+  std::vector<std::string> ssh_options;     ///< extra ssh arguments, before the host
+  std::vector<std::string> setup_commands;  ///< shell commands run before the server
+  std::string workdir;                      ///< remote directory to cd into first
+  bool login_shell = false;                 ///< run the command chain under `bash -lc`
+  bool remote_read_only = false;            ///< start the server with --read-only
+  std::vector<std::string> env;             ///< extra "K=V" for the spawned process
+  /// This cache as its config names it (file and table); a subprocess server gets it in
+  /// kSubprocessChain, so that a server reading the same table again refuses to start itself.
+  std::string started_by;
   std::chrono::milliseconds connect_timeout{30000};  ///< spawn to greeting and hello
   std::chrono::milliseconds call_timeout{300000};    ///< each call, request to reply
 };
+
+/// How a RemoteConnectionError ends: what a program using the library does about it.
+inline constexpr std::string_view kReconnectHint = "call reconnect() to open a new connection";
+
+/// The environment variable listing, one per line, the subprocess caches (file and table)
+/// whose servers are this process or its ancestors.
+inline constexpr const char* kSubprocessChain = "QUIVER_SUBPROCESS_CHAIN";
+/// Whether the subprocess cache named `started_by` (SshCacheOptions::started_by) started
+/// this process or one of its ancestors: opening it here would start the same server again.
+bool in_subprocess_chain(std::string_view started_by);
 
 /// The argv that starts the server for options (ssh ... host -- 'cd ... && exec quiver
 /// serve --stdio ...', or the local command for Transport::subprocess).

@@ -171,6 +171,15 @@ Hdf5Store::Hdf5Store(Hdf5StoreOptions options) {
   if (options.chunk_bytes == 0) throw InvalidArgument("chunk_bytes must be positive", "Hdf5Store");
   std::error_code ec;
   auto root = std::filesystem::absolute(options.root, ec).lexically_normal();
+  if (!ec && !options.create_root) {
+    const auto type = std::filesystem::status(root, ec).type();
+    if (type == std::filesystem::file_type::not_found)
+      throw StoreError("the store root does not exist (a read-only cache does not create it)",
+                       root.string());
+    if (ec) throw StoreError("cannot read the store root: " + ec.message(), root.string());
+    if (type != std::filesystem::file_type::directory)
+      throw StoreError("the store root is not a directory", root.string());
+  }
   if (!ec) std::filesystem::create_directories(root, ec);
   if (ec) throw StoreError("cannot create the store root: " + ec.message(), options.root.string());
   auto text = root.string();
@@ -278,11 +287,8 @@ bool Hdf5Store::evict(const Digest& digest) {
 
 nlohmann::json Hdf5Store::config() const {
   const auto& o = impl_->options;
-  return {{"type", "hdf5"},
-          {"path", impl_->root},
-          {"fsync", o.fsync},
-          {"gzip", o.gzip},
-          {"checksum", o.checksum}};
+  return {{"type", "hdf5"}, {"path", impl_->root},    {"fsync", o.fsync},
+          {"gzip", o.gzip}, {"checksum", o.checksum}, {"chunk_bytes", o.chunk_bytes}};
 }
 
 nlohmann::json Hdf5Store::info() {

@@ -17,6 +17,7 @@ struct Hdf5StoreOptions {
   int gzip = 0;                          ///< 0 = off, 1..9 = deflate level for array datasets
   bool checksum = true;                  ///< fletcher32 on datasets (catches corrupt data)
   std::uint64_t chunk_bytes = 4u << 20;  ///< target chunk size of array datasets
+  bool create_root = true;               ///< false: a missing root is a StoreError (read-only)
 };
 
 /// Called during long operations with (done, total); total 0 when unknown.
