@@ -10,9 +10,12 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <optional>
 #include <quiver/mpi/cache.hpp>
 #include <quiver/quiver.hpp>
 #include <string>
@@ -216,15 +219,43 @@ void sweep(quiver::mpi::Cache& cache, int n, int steps, const std::vector<double
   }
 }
 
+constexpr char kUsage[] =
+    "usage: mpirun -np N quiver_demo [n] [steps]\n"
+    "  n      grid points per side of the sweep's runs (default 160; 4 to 4096)\n"
+    "  steps  time steps of each run (default 2500; 1 to 10000000)\n"
+    "Memoizes a sweep of heat-diffusion runs through the default quiver cache (quiver.toml,\n"
+    "or the embedded default); run it twice to see the second pass served from the cache.\n";
+
+/// The integer text names, when it is all digits and within [low, high].
+std::optional<int> integer_in(const char* text, int low, int high) {
+  int v = 0;
+  const auto* end = text + std::strlen(text);
+  const auto [at, ec] = std::from_chars(text, end, v);
+  if (ec != std::errc() || at != end || v < low || v > high) return std::nullopt;
+  return v;
+}
+
 int run(int argc, char** argv) {
-  const int n = argc > 1 ? std::atoi(argv[1]) : 160;
-  const int steps = argc > 2 ? std::atoi(argv[2]) : 2500;
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  // Every rank sees the same arguments, so every rank takes the same branch here.
+  const bool help =
+      argc > 1 && (std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0);
+  const auto n = argc > 1 ? integer_in(argv[1], 4, 4096) : std::optional<int>(160);
+  const auto steps = argc > 2 ? integer_in(argv[2], 1, 10'000'000) : std::optional<int>(2500);
+  if (help || argc > 3 || !n || !steps) {
+    if (rank == 0) {
+      if (!help) std::fprintf(stderr, "quiver_demo: bad arguments\n");
+      std::fputs(kUsage, help ? stdout : stderr);
+    }
+    return help ? 0 : 2;
+  }
   const std::vector<double> alphas{0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, kMaxAlpha};
 
   // Collective: rank 0 opens the default cache (quiver.toml, or the embedded default).
   quiver::mpi::Cache cache(MPI_COMM_WORLD);
   try {
-    sweep(cache, n, steps, alphas);
+    sweep(cache, *n, *steps, alphas);
   } catch (const std::exception& e) {
     // The other ranks may be inside a collective call: end the whole job.
     std::fprintf(stderr, "demo (rank %d): %s\n", cache.rank(), e.what());
