@@ -134,6 +134,36 @@ TEST_F(RemoteCli, ASubprocessCacheThatWouldServeItselfIsRefusedByTheServerItStar
   EXPECT_EQ(ok.status, 0) << ok.err;
 }
 
+TEST_F(RemoteCli, AStackWhoseRemoteLayerIsDownStillServesItsLocalLayerAndSaysWhatFailed) {
+  std::ofstream(config) << "[default]\ncache = \"job\"\n\n[[job]]\ntype = \"hdf5\"\npath = \""
+                        << root.string()
+                        << "\"\nfsync = false\n\n[[job]]\ntype = \"subprocess\"\nquiver = \""
+                        << (dir / "no-such-quiver").string() << "\"\nwrite_through = true\n";
+  // info: the config and the local layer's info, the remote layer's error in its place.
+  auto info = quiver({"info"});
+  EXPECT_EQ(info.status, 1) << info.err;
+  EXPECT_TRUE(has(info.out, "[[job]]")) << info.out;
+  EXPECT_TRUE(has(info.out, "  layers:\n    1: {")) << info.out;
+  EXPECT_TRUE(has(info.out, "    2: {\"error\":")) << info.out;
+  EXPECT_TRUE(has(info.err, "quiver: layer 2: ")) << info.err;
+  EXPECT_TRUE(has(info.err, "no-such-quiver")) << info.err;
+  EXPECT_TRUE(has(info.err, "run the command again to open a new connection")) << info.err;
+
+  // put: saved in the local layer, and the failed write-through says so.
+  auto put = quiver({"put", "--function", "sim", "--result-json", "1"});
+  EXPECT_EQ(put.status, 1);
+  EXPECT_TRUE(has(put.err, "the write-through to layer 2 failed (the entry is saved in layer 1)"))
+      << put.err;
+  const auto saved = direct().query(Query{});
+  ASSERT_EQ(saved.size(), 1u);
+
+  // get by full digest: served by the local layer without asking the remote one.
+  const auto digest = saved[0].digest.hex();
+  auto get = quiver({"get", digest, "--json"});
+  EXPECT_EQ(get.status, 0) << get.err;
+  EXPECT_EQ(json::parse(get.out)["digest"], digest);
+}
+
 TEST_F(RemoteCli, PingOfALocalCacheIsAClearError) {
   auto r = quiver({"--cache", "store", "ping"});
   EXPECT_EQ(r.status, 1);

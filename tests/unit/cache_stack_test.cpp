@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <quiver/remote/ssh_cache.hpp>
 #include <quiver/store/cache_stack.hpp>
 #include <quiver/store/memory_cache.hpp>
 #include <quiver/store/read_only_cache.hpp>
@@ -93,8 +94,35 @@ TEST(CacheStack, AFailedWriteThroughIsAnErrorOfTheSave) {
   std::vector<std::unique_ptr<Cache>> layers;
   layers.push_back(std::make_unique<MemoryCache>());
   layers.push_back(std::make_unique<ReadOnlyCache>(std::make_unique<MemoryCache>()));
+  auto* top = layers.front().get();
   CacheStack stack(std::move(layers), {false, true});
-  EXPECT_THROW(stack.save(entry(1)), Rejected);
+  try {
+    stack.save(entry(1));
+    ADD_FAILURE() << "the save into a read-only write-through layer succeeded";
+  } catch (const Rejected& e) {  // the layer's own error type, saying what did land
+    EXPECT_NE(e.message().find("the write-through to layer 2 failed (the entry is saved in "
+                               "layer 1): "),
+              std::string::npos)
+        << e.message();
+  }
+  EXPECT_TRUE(top->contains(entry(1).digest));
+}
+
+TEST(CacheStack, InfoOfALayerThatFailsIsItsErrorAndTheOtherLayersStillShow) {
+  std::vector<std::unique_ptr<Cache>> layers;
+  layers.push_back(std::make_unique<MemoryCache>());
+  SshCacheOptions o;
+  o.transport = Transport::subprocess;
+  o.quiver = "/nonexistent/quiver";
+  layers.push_back(std::make_unique<SshCache>(o));
+  CacheStack stack(std::move(layers), {false, false});
+  const auto info = stack.info();
+  ASSERT_EQ(info.at("layers").size(), 2u);
+  EXPECT_EQ(info["layers"][0].at("type"), "memory");
+  EXPECT_EQ(info["layers"][1].at("type"), "subprocess");
+  EXPECT_NE(info["layers"][1].at("error").get<std::string>().find("/nonexistent/quiver"),
+            std::string::npos)
+      << info.dump();
 }
 
 TEST(CacheStack, WriteThroughFlagsMustMatchTheLayers) {

@@ -9,7 +9,6 @@
 #include <quiver/core/errors.hpp>
 #include <quiver/core/log.hpp>
 #include <quiver/core/version.hpp>
-#include <quiver/remote/ssh_cache.hpp>
 #include <sstream>
 
 namespace quiver::cli {
@@ -212,20 +211,6 @@ int run(const std::vector<std::string>& args) {
 
 }  // namespace quiver::cli
 
-namespace quiver::cli {
-namespace {
-
-/// An error's text as the command line says it: a library hint about reconnecting becomes
-/// what a user of this one-shot program does instead.
-std::string for_the_command_line(std::string what) {
-  if (const auto at = what.find(kReconnectHint); at != std::string::npos)
-    what.replace(at, kReconnectHint.size(), "run the command again to open a new connection");
-  return what;
-}
-
-}  // namespace
-}  // namespace quiver::cli
-
 int main(int argc, char** argv) {
   namespace cli = quiver::cli;
   try {
@@ -246,7 +231,7 @@ int main(int argc, char** argv) {
     std::fflush(nullptr);
     std::_Exit(cli::kExitError);
   } catch (const std::exception& e) {
-    cli::print_error(cli::for_the_command_line(e.what()));
+    cli::print_error(e.what());
     return cli::kExitError;
   }
 }

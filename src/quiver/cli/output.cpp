@@ -4,6 +4,7 @@
 #include <iostream>
 #include <quiver/cli/output.hpp>
 #include <quiver/core/json.hpp>
+#include <quiver/remote/ssh_cache.hpp>
 
 namespace quiver::cli {
 
@@ -23,7 +24,11 @@ void print_json_line(const nlohmann::json& j) {
 }
 
 void print_error(std::string_view message) {
-  std::cerr << "quiver: " << message << '\n';
+  // A library hint about reconnecting becomes what a user of this one-shot program does.
+  std::string text(message);
+  if (const auto at = text.find(kReconnectHint); at != std::string::npos)
+    text.replace(at, kReconnectHint.size(), "run the command again to open a new connection");
+  std::cerr << "quiver: " << text << '\n';
 }
 
 std::string format_bytes(std::uint64_t bytes) {

@@ -14,7 +14,8 @@ void print_json(const nlohmann::json& j);
 /// Writes j to stdout as one line (JSON lines) and flushes, so consumers see it at once.
 void print_json_line(const nlohmann::json& j);
 
-/// Writes "quiver: <message>" as one line on stderr.
+/// Writes "quiver: <message>" as one line on stderr; advice meant for programs using the
+/// library (call reconnect()) is said as the command line's (run the command again).
 void print_error(std::string_view message);
 
 /// "512 B", "1.5 KiB", "3.2 GiB".

@@ -253,7 +253,14 @@ struct SshCache::Connection {
       env.push_back(std::string(kSubprocessChain) + "=" + (chain ? std::string(chain) + "\n" : "") +
                     options.started_by);
     }
-    proc = Process::spawn(argv, env, options.transport == Transport::subprocess, Stdio::sockets);
+    try {
+      proc = Process::spawn(argv, env, options.transport == Transport::subprocess, Stdio::sockets);
+    } catch (const Error& e) {
+      throw RemoteConnectionError(
+          e.message() + " (the `" + (options.transport == Transport::ssh ? "ssh" : "quiver") +
+              "` key of the cache names it); " + std::string(kReconnectHint),
+          label);
+    }
     out_fd = std::move(proc.stdout_fd());
     err_fd = std::move(proc.stderr_fd());
     state.connects++;

@@ -72,8 +72,23 @@ void CacheStack::save(const Entry& entry) {
 }
 
 void CacheStack::save_many(std::span<const Entry> entries) {
-  for (std::size_t i = 0; i < layers_.size(); ++i)
-    if (write_through_[i]) layers_[i]->save_many(entries);
+  std::string saved;  // the layers written so far, "1, 2" (numbered from 1)
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    if (!write_through_[i]) continue;
+    try {
+      layers_[i]->save_many(entries);
+    } catch (const Error& e) {
+      if (saved.empty()) throw;
+      // Same type, saying what did land: the caller decides whether that is enough.
+      throw_error(e.code(),
+                  "the write-through to layer " + std::to_string(i + 1) + " failed (the " +
+                      (entries.size() == 1 ? "entry is" : "entries are") + " saved in layer" +
+                      (saved.find(',') == std::string::npos ? " " : "s ") + saved +
+                      "): " + e.message(),
+                  e.where());
+    }
+    saved += (saved.empty() ? "" : ", ") + std::to_string(i + 1);
+  }
 }
 
 std::optional<Entry> CacheStack::load(const Digest& digest) {
@@ -198,7 +213,13 @@ nlohmann::json CacheStack::config() const {
 
 nlohmann::json CacheStack::info() {
   auto layers = nlohmann::json::array();
-  for (const auto& layer : layers_) layers.push_back(layer->info());
+  for (const auto& layer : layers_) {
+    try {
+      layers.push_back(layer->info());
+    } catch (const Error& e) {  // one unreachable layer does not hide the others
+      layers.push_back({{"type", layer->config().value("type", "unknown")}, {"error", e.what()}});
+    }
+  }
   return {{"type", "stack"}, {"layers", std::move(layers)}};
 }
 
