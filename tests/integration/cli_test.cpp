@@ -516,6 +516,19 @@ TEST_F(CliTest, GetOfADamagedEntrySaysItIsDamagedInOneLineAndPointsToFsck) {
   EXPECT_TRUE(contains(r.err, bad_path.string() + ": bad entry")) << r.err;
 }
 
+TEST_F(CliTest, AnUnknownLogLevelIsSaidAndWarningsStillShow) {
+  auto bad = put({"--function", "f", "--result-json", "1"});
+  auto bad_path = root / bad.substr(0, 2) / (bad + ".h5");
+  fs::resize_file(bad_path, fs::file_size(bad_path) / 2);
+  auto with = env;
+  std::replace(with.begin(), with.end(), std::string("QUIVER_LOG_LEVEL=warn"),
+               std::string("QUIVER_LOG_LEVEL=bogus"));
+  auto r = testing::run_cli({"get", bad}, with);
+  EXPECT_EQ(r.status, 1);
+  EXPECT_TRUE(contains(r.err, "QUIVER_LOG_LEVEL='bogus' is not a level")) << r.err;
+  EXPECT_TRUE(contains(r.err, "[warning]")) << r.err;  // not silenced, as "off" would
+}
+
 TEST_F(CliTest, AnHdf5FileThatCannotBeOpenedIsOneLineWithTheSystemsReason) {
   auto r = quiver({"put", "--function", "f", "--result-file", (dir / "no such.h5").string()});
   EXPECT_EQ(r.status, 1);

@@ -154,9 +154,17 @@ TEST_F(Config, ConfigFileOptionOverridesTheSearch) {
   EXPECT_EQ(r.cache_name, "b");
 }
 
-TEST_F(Config, MissingConfigFileIsAnError) {
+TEST_F(Config, MissingConfigFileIsAnErrorSayingWhyAndWhoNamedIt) {
   env.set("QUIVER_CONFIG", (tmp / "absent.toml").string());
-  EXPECT_THROW(resolve_config(OpenOptions{}), ConfigError);
+  try {
+    resolve_config(OpenOptions{});
+    ADD_FAILURE() << "resolved a config file that does not exist";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(e.where(), (tmp / "absent.toml").string());
+    EXPECT_EQ(e.message(),
+              "cannot read config file: No such file or directory (the file named by "
+              "$QUIVER_CONFIG)");
+  }
 }
 
 // --- choosing the cache -----------------------------------------------------------------

@@ -34,7 +34,8 @@ TEST(ReadOnlyCache, RejectionSaysTheCacheIsReadOnly) {
     w.cache.save(entry(1));
     FAIL() << "expected Rejected";
   } catch (const Rejected& e) {
-    EXPECT_NE(std::string(e.what()).find("cache is read-only: save refused"), std::string::npos);
+    EXPECT_EQ(e.message(), "read-only cache (read_only = true): save refused");
+    EXPECT_EQ(e.where(), "memory");  // what the wrapped cache is (its path, for a store)
   }
 }
 

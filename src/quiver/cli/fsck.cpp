@@ -41,9 +41,9 @@ nlohmann::json report_json(const Hdf5Store& store, const FsckReport& r) {
 
 void print_report(const Hdf5Store& store, const FsckReport& r, bool repair) {
   std::ostringstream os;
-  os << "store " << store.options().root.string() << ": " << r.entries << " entry files, " << r.ok
-     << " ok, " << r.corrupt.size() << " corrupt, " << r.temp_leftovers.size()
-     << " stale temporary files\n";
+  os << "store " << store.options().root.string() << ": " << r.entries
+     << (r.entries == 1 ? " entry file, " : " entry files, ") << r.ok << " ok, " << r.corrupt.size()
+     << " corrupt, " << r.temp_leftovers.size() << " stale temporary files\n";
   for (const auto& path : r.corrupt) os << "  corrupt: " << path << '\n';
   for (const auto& path : r.temp_leftovers) os << "  stale temporary file: " << path << '\n';
   if (repair)

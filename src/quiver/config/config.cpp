@@ -1,6 +1,8 @@
 #include <toml++/toml.h>
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <quiver/config/cache_factory.hpp>
 #include <quiver/config/config.hpp>
@@ -64,7 +66,9 @@ class ConfigFile {
  public:
   explicit ConfigFile(std::filesystem::path path) : path_(std::move(path)) {
     std::ifstream in(path_, std::ios::binary);
-    if (!in) throw ConfigError("cannot read config file", path_.string());
+    if (!in)
+      throw ConfigError("cannot read config file: " + std::string(std::strerror(errno)),
+                        path_.string());
     std::ostringstream text;
     text << in.rdbuf();
     try {
@@ -257,7 +261,14 @@ ResolvedConfig resolve_config(const OpenOptions& options) {
     return embedded(std::move(resolved));
   }
 
-  const ConfigFile file(*resolved.file);
+  const auto file = [&] {
+    try {
+      return ConfigFile(*resolved.file);
+    } catch (const ConfigError& e) {
+      if (options.config_file || !env("QUIVER_CONFIG")) throw;
+      throw ConfigError(e.message() + " (the file named by $QUIVER_CONFIG)", e.where());
+    }
+  }();
   std::string name;
   std::string where = file.path().string();
   std::string asked_by;

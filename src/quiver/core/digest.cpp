@@ -1,5 +1,6 @@
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <quiver/core/digest.hpp>
 #include <quiver/core/errors.hpp>
 
@@ -66,9 +67,10 @@ bool is_hex_prefix(std::string_view s) noexcept {
 
 void check_prefix(std::string_view s, std::string_view where, std::size_t min_length) {
   if (!is_hex_prefix(s))
-    throw InvalidArgument(
-        "'" + printable(s) + "' is not a digest prefix (1 to 64 lowercase hex characters)",
-        std::string(where));
+    throw InvalidArgument("'" + printable(s) + "' is not a digest prefix (" +
+                              std::to_string(std::max<std::size_t>(min_length, 1)) +
+                              " to 64 lowercase hex characters)",
+                          std::string(where));
   if (s.size() < min_length)
     throw InvalidArgument("prefix '" + std::string(s) + "' is too short: at least " +
                               std::to_string(min_length) + " hex characters are needed",

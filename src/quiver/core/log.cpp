@@ -1,8 +1,10 @@
 #include <spdlog/sinks/stdout_sinks.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <mutex>
 #include <quiver/core/log.hpp>
+#include <string_view>
 
 namespace quiver {
 
@@ -14,7 +16,17 @@ std::mutex& mutex() {
 spdlog::level::level_enum& level() {
   static spdlog::level::level_enum l = [] {
     const char* env = std::getenv("QUIVER_LOG_LEVEL");
-    return env ? spdlog::level::from_str(env) : spdlog::level::warn;
+    if (!env || !*env) return spdlog::level::warn;
+    // from_str reads any unknown name as "off": say so instead of silencing every warning.
+    const auto named = spdlog::level::from_str(env);
+    if (named == spdlog::level::off && std::string_view(env) != "off") {
+      std::fprintf(stderr,
+                   "quiver: QUIVER_LOG_LEVEL='%s' is not a level (trace, debug, info, warn, error, "
+                   "critical, off): using warn\n",
+                   env);
+      return spdlog::level::warn;
+    }
+    return named;
   }();
   return l;
 }

@@ -16,6 +16,22 @@ nlohmann::json mark_read_only(nlohmann::json config) {
   }
   return config;
 }
+
+/// Where a refusal happens: the wrapped cache's path or host when it has one, else its type.
+std::string where_of(const Cache& inner) {
+  const auto config = inner.config();
+  if (!config.is_object()) return std::string(kReadOnlyWhere);
+  for (const char* key : {"path", "host", "type"})
+    if (const auto it = config.find(key); it != config.end() && it->is_string())
+      return it->get<std::string>();
+  return std::string(kReadOnlyWhere);
+}
+
+/// The Rejected error of a read-only cache asked to `what` ("save", "evict").
+Rejected refusal(const Cache& inner, std::string_view what) {
+  return Rejected("read-only cache (read_only = true): " + std::string(what) + " refused",
+                  where_of(inner));
+}
 }  // namespace
 
 ReadOnlyCache::ReadOnlyCache(std::unique_ptr<Cache> inner) : inner_(std::move(inner)) {
@@ -23,7 +39,7 @@ ReadOnlyCache::ReadOnlyCache(std::unique_ptr<Cache> inner) : inner_(std::move(in
 }
 
 void ReadOnlyCache::save(const Entry&) {
-  throw Rejected("cache is read-only: save refused", std::string(kReadOnlyWhere));
+  throw refusal(*inner_, "save");
 }
 
 std::optional<Entry> ReadOnlyCache::load(const Digest& digest) {
@@ -60,7 +76,7 @@ void ReadOnlyCache::query(const Query& q, const QuerySink& sink) {
 }
 
 bool ReadOnlyCache::evict(const Digest&) {
-  throw Rejected("cache is read-only: evict refused", std::string(kReadOnlyWhere));
+  throw refusal(*inner_, "evict");
 }
 
 nlohmann::json ReadOnlyCache::config() const {
