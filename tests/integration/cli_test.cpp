@@ -636,6 +636,16 @@ TEST_F(CliTest, InfoWithoutAConfigNamesTheEmbeddedDefault) {
   EXPECT_EQ(j.at("config").at("path"), (dir / "xdg-cache" / "quiver").string()) << r.out;
 }
 
+TEST_F(CliTest, InfoSaysWhenAConfigFileWithoutADefaultLeavesTheEmbeddedDefault) {
+  std::ofstream(config) << "[only]\ntype = \"memory\"\n";
+  auto r = quiver({"info"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(contains(r.out,
+                       "cache:       default (the embedded default: the config file "
+                       "chooses no cache in [default])\n"))
+      << r.out;
+}
+
 TEST_F(CliTest, CacheOptionSelectsAnotherCacheOfTheConfig) {
   std::ofstream(config, std::ios::app) << "[other]\ntype = \"memory\"\n";
   auto r = quiver({"--cache", "other", "info", "--json"});

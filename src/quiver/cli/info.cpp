@@ -66,6 +66,9 @@ int info_main(const Invocation& inv) {
   os << "config file: " << (resolved.file ? config_file : std::string("none (embedded default)"))
      << '\n'
      << "cache:       " << resolved.cache_name << (cache->read_only() ? " (read-only)" : "")
+     << (resolved.file && resolved.embedded_default
+             ? " (the embedded default: the config file chooses no cache in [default])"
+             : "")
      << "\n\n"
      << to_toml(resolved.cache_name, config, Secrets::redact) << '\n';
   os << "info:\n";
