@@ -407,6 +407,18 @@ TEST_F(CliTest, EvictRemovesTheEntriesOfEachPrefix) {
   EXPECT_EQ(quiver({"get", a}).status, 1);
 }
 
+TEST_F(CliTest, EvictThroughAStackSaysWhenAReadOnlyLayerKeepsTheEntry) {
+  auto a = put({"--function", "f", "--result-json", "1"});  // into the store at root
+  const auto top = dir / "top";
+  std::ofstream(config) << "[default]\ncache = \"s\"\n[[s]]\ntype = \"hdf5\"\npath = \""
+                        << top.string() << "\"\nfsync = false\n[[s]]\ntype = \"hdf5\"\npath = \""
+                        << root.string() << "\"\nread_only = true\n";
+  ASSERT_EQ(quiver({"get", a}).status, 0);  // promoted into the top layer
+  auto r = quiver({"evict", a});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "evicted " + a + " (still in a read-only layer)\n");
+}
+
 TEST_F(CliTest, EvictReportsAMissingPrefixAndStillEvictsTheOthers) {
   auto a = put({"--function", "f", "--result-json", "1"});
   std::string missing = a[0] == '0' ? "1111" : "0000";

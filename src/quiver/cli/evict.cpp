@@ -16,7 +16,11 @@ int evict(const Invocation& inv) {
   for (const auto& prefix : prefixes) {
     try {
       Digest d = cache->expand(prefix);
-      std::cout << (cache->evict(d) ? "evicted " : "already gone ") << d.hex() << '\n';
+      const bool removed = cache->evict(d);
+      // A stack cannot evict from its read-only layers: say when the entry is still there.
+      const bool stays = cache->contains(d);
+      std::cout << (removed ? "evicted " : "already gone ") << d.hex()
+                << (stays ? " (still in a read-only layer)" : "") << '\n';
     } catch (const Error& e) {
       if (e.code() != ErrorCode::not_found && e.code() != ErrorCode::ambiguous_digest) throw;
       print_error(e.what());
@@ -38,7 +42,8 @@ Command evict_command() {
   c.add_options = [](po::options_description&) {};
   c.details =
       "Each PREFIX is expanded first and must name exactly one entry. Prints 'evicted DIGEST'\n"
-      "for each entry removed. A prefix that matches nothing or several entries is reported\n"
+      "for each entry removed, with '(still in a read-only layer)' when a stack keeps it in\n"
+      "a layer it cannot write. A prefix that matches nothing or several entries is reported\n"
       "on stderr, the other prefixes are still evicted, and the exit status is 1.\n";
   c.run = evict;
   return c;
