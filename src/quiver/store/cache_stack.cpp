@@ -216,8 +216,10 @@ nlohmann::json CacheStack::info() {
   for (const auto& layer : layers_) {
     try {
       layers.push_back(layer->info());
-    } catch (const Error& e) {  // one unreachable layer does not hide the others
-      layers.push_back({{"type", layer->config().value("type", "unknown")}, {"error", e.what()}});
+    } catch (const Error& e) {              // one unreachable layer does not hide the others
+      const auto config = layer->config();  // an object, or an array for a nested stack
+      layers.push_back({{"type", config.is_object() ? config.value("type", "unknown") : "stack"},
+                        {"error", e.what()}});
     }
   }
   return {{"type", "stack"}, {"layers", std::move(layers)}};
