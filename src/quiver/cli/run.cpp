@@ -34,12 +34,10 @@ constexpr std::string_view kReservedPrefix = "run.";
 constexpr int kExitCannotRun = 127;
 
 /// The bytes of a file the command reads or wrote; throws InvalidArgument naming it when
-/// it is missing, StoreError when it cannot be read.
+/// it is missing (an output the command did not write is caught before, by
+/// check_outputs_written), StoreError when it cannot be read.
 Buffer read_file(const std::string& path, std::string_view role) {
   auto text = fs::read_all(path);
-  if (!text && role == "output")
-    throw InvalidArgument("the command exited 0 but did not write this output; nothing stored",
-                          path);
   if (!text) throw InvalidArgument(std::string(role) + " file does not exist", path);
   return Buffer::copy_of(std::string_view(*text));
 }
